@@ -1,0 +1,364 @@
+r"""Lovász hinge (binary) and Lovász-softmax (multi-class): the Lovász extension of the Jaccard loss.
+
+Berman, Rannen Triki & Blaschko, *The Lovász-Softmax loss* (CVPR 2018). For a vector of non-negative
+pixel errors :math:`m \in \mathbb{R}_{\ge 0}^p` and the Jaccard loss of a set of mispredicted pixels,
+:math:`\Delta_J(M) = 1 - |y \setminus M| / |y \cup M|` (:math:`y` = the foreground pixels), the Lovász
+extension is
+
+.. math::
+
+    \bar\Delta_J(m) = \sum_{k=1}^{p} m_{\pi_k}\, g_k, \qquad
+    g_k = \Delta_J(\{\pi_1..\pi_k\}) - \Delta_J(\{\pi_1..\pi_{k-1}\}),
+
+with :math:`\pi` sorting the errors in decreasing order (Algorithm 1 of the paper). It is convex,
+piecewise linear, and equals :math:`\Delta_J` on :math:`\{0, 1\}^p`; its gradient with respect to
+:math:`m` is the weight vector :math:`g`. With :math:`G` foreground pixels, and :math:`f_k` / :math:`b_k`
+foreground / background pixels among the first :math:`k` sorted ones,
+:math:`\Delta_J(\{\pi_1..\pi_k\}) = k / (G + b_k)`, so the weights have a closed form without differences:
+
+.. math::
+
+    g_k = \frac{1}{G + b_k} \ \text{(foreground)}, \qquad
+    g_k = \frac{G - f_k}{(G + b_k)(G + b_k - 1)} \ \text{(background)},
+
+and :math:`g_1 = 1` for a background pixel of a row without foreground. Consequences used for speed
+(all exact): errors :math:`\le 0` carry no weight, and once every foreground pixel has been passed the
+Jaccard loss stays at 1, so errors below the smallest foreground error carry no weight either (a row
+without foreground keeps only its largest error). The kept errors of all rows are sorted in one call
+on 1-D integer keys (row id, then the bit pattern of the positive float32 error, which orders like the
+value) so that ``torch.sort`` takes its radix path.
+
+**Empty foreground.** :math:`\Delta_J(M) = 1` for any non-empty :math:`M` when :math:`y = \emptyset`, so
+the extension of a row without foreground is its **largest error** (``max(0, max_i 1 + z_i)`` for the
+hinge): false positives on an empty image are penalised, through the most confident one only.
+
+**Aggregation.** ``per_image=True`` computes one extension per image (per image and class for the
+softmax) and averages over images: the surrogate of the per-image IoU (mIoU^I). ``per_image=False``
+treats the whole batch as one image: the surrogate of the batch's pooled IoU (mIoU^D of the batch).
+Images with no valid pixel (everything ``ignore_index``) are left out of the average; a batch with no
+valid pixel gives a loss of 0 with a zero gradient.
+
+NaN logits are rejected by the value checks (:mod:`iou_lib.validation`); with the checks switched off
+a NaN propagates to the loss instead of being dropped by the sort.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from iou_lib.losses.registry import register
+from iou_lib.validation import binary_inputs, float_compute, multiclass_inputs
+
+__all__ = ["lovasz_hinge", "lovasz_softmax"]
+
+_INT32_MAX = 2**31 - 1
+
+
+def _sort_segments(values: Tensor, is_fg: Tensor, seg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Sort positive ``values`` by segment ``seg``, then by decreasing value.
+
+    Returns the permutation, the sorted segment ids and the sorted foreground flags (int64).
+    """
+    if values.dtype == torch.float32:
+        # A positive float32 read as int32 orders like its value, so the int64 key
+        # seg * 2**32 + 2 * (INT32_MAX - bits) + is_fg sorts exactly (ties: background first, which does
+        # not change the value) in one 1-D ascending integer sort, torch's radix path, for all segments.
+        keys = (seg << 32) + 2 * _INT32_MAX
+        keys.sub_(values.view(torch.int32), alpha=2).add_(is_fg)
+        keys, perm = torch.sort(keys)
+        return perm, keys >> 32, keys & 1
+    # float64 bit patterns leave no room for a segment id: two stable sorts (value, then segment).
+    perm = torch.sort(values, descending=True, stable=True).indices
+    perm = perm.index_select(0, torch.sort(seg.index_select(0, perm), stable=True).indices)
+    return perm, seg.index_select(0, perm), is_fg.index_select(0, perm).to(torch.int64)
+
+
+@torch.no_grad()
+def _kept_weights(
+    errors: Tensor, fg: Tensor, keep: Tensor, group: Tensor | None, n_fg: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Closed-form Lovász weights of the kept errors: flat positions (row by row), count per row, weights."""
+    n_rows, n_cols = errors.shape
+    idx = keep.reshape(-1).nonzero().squeeze(1)
+    n_kept = idx.numel()
+    if n_kept == 0:  # no positive error anywhere: the loss and its gradient are exactly 0
+        return idx, torch.zeros(n_rows, dtype=torch.int64, device=idx.device), errors.new_zeros(0)
+    # nonzero() lists rows in order, so row sizes come from a binary search of the row boundaries.
+    per_row = torch.diff(torch.searchsorted(idx, torch.arange(n_rows + 1, device=idx.device) * n_cols))
+    seg = torch.repeat_interleave(per_row, output_size=n_kept)
+    if group is not None:
+        seg = group.index_select(0, seg)
+    perm, seg_sorted, is_fg = _sort_segments(
+        errors.reshape(-1).index_select(0, idx), fg.reshape(-1).index_select(0, idx), seg
+    )
+    # With f_k / b_k foreground / background pixels among the first k sorted errors of a segment, the
+    # weights need G - f_k and G + b_k: global cumsums corrected by the counts of the earlier segments.
+    counts = per_row if group is None else torch.zeros_like(n_fg).index_add_(0, group, per_row)
+    starts = counts.cumsum(0) - counts
+    fg_cum = is_fg.cumsum(0)
+    fg_before = fg_cum.index_select(0, (starts - 1).clamp_min(0)) * (starts > 0)
+    # float32 holds these integers exactly below 2**24
+    dtype = errors.dtype if n_kept + int(n_fg.max()) < 2**24 else torch.float64
+    n = (n_fg + fg_before).to(dtype).index_select(0, seg_sorted) - fg_cum  # G - f_k
+    bg_cum = torch.arange(1, n_kept + 1, device=idx.device) - fg_cum
+    d = (n_fg - starts + fg_before).to(dtype).index_select(0, seg_sorted) + bg_cum  # G + b_k >= 1
+    q = (d - 1).clamp_min_(1)
+    # 1/(G + b_k) on foreground, (G - f_k) / ((G + b_k)(G + b_k - 1)) on background
+    w = torch.addcmul(n, is_fg.to(dtype), q - n).div_(d.mul_(q))
+    # The first (background) error of a segment without foreground has weight 1: the closed form is 0/0.
+    w.index_fill_(0, starts[(n_fg == 0) & (counts > 0)], 1.0)
+    # back to the order of idx (a permutation)
+    return idx, per_row, torch.empty_like(w).scatter_(0, perm, w).to(errors.dtype)
+
+
+def _segment_losses(
+    errors: Tensor,
+    fg: Tensor,
+    keep: Tensor,
+    group: Tensor | None,
+    n_fg: Tensor,
+    kept_errors: Callable[[Tensor], Tensor],
+) -> Tensor:
+    """The Lovász extension of the Jaccard loss of every segment ``(S,)``.
+
+    ``errors`` ``(R, M)`` (no gradient needed) and ``fg`` ``(R, M)`` bool (valid foreground); ``keep``
+    ``(R, M)`` bool marks the positive errors that may carry weight (all others have weight 0);
+    ``group`` ``(R,)`` maps each row to its segment, the unit one extension is computed for (``None``:
+    one segment per row); ``n_fg`` ``(S,)`` int64 holds each segment's foreground count. Once the order
+    is fixed the extension is linear in the errors: ``kept_errors(flat_positions)`` recomputes the kept
+    errors differentiably, so autograd's backward only scatters the constant weights.
+    """
+    idx, per_row, w = _kept_weights(errors, fg, keep, group, n_fg)
+    # Sum per row (kept positions are listed row by row), in float64: float32 loses ~1e-5 over 1e5 terms.
+    losses = torch.segment_reduce((kept_errors(idx) * w).double(), "sum", lengths=per_row)
+    if group is not None:
+        losses = torch.zeros(n_fg.shape, dtype=losses.dtype, device=losses.device).index_add(0, group, losses)
+    return losses.to(errors.dtype)
+
+
+class _UniqueGather(torch.autograd.Function):
+    """``x[idx]`` of a flat ``x`` at distinct positions: the backward writes with ``scatter_``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, idx: Tensor) -> Tensor:
+        ctx.save_for_backward(idx)
+        ctx.numel = x.numel()
+        return x.index_select(0, idx)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (idx,) = ctx.saved_tensors
+        return grad.new_zeros(ctx.numel).scatter_(0, idx, grad), None
+
+
+def _masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of ``values`` where ``mask`` holds (0 where nothing is selected)."""
+    total = torch.where(mask, values, torch.zeros_like(values))
+    count = mask.sum() if dim is None else mask.sum(dim)
+    total = total.sum() if dim is None else total.sum(dim)
+    return total / count.clamp_min(1).to(values.dtype)
+
+
+def _check_flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def _check_ignore_index(ignore_index: object) -> int | None:
+    if ignore_index is not None and (not isinstance(ignore_index, int) or isinstance(ignore_index, bool)):
+        raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
+    return ignore_index
+
+
+@register("lovasz_hinge")
+def lovasz_hinge(
+    logits: Tensor, target: Tensor, per_image: bool = True, ignore_index: int | None = None
+) -> Tensor:
+    r"""Lovász hinge loss for binary segmentation: the Lovász extension of the Jaccard loss of hinge errors.
+
+    .. math::
+
+        m_i = \max(0,\ 1 - z_i\,(2 y_i - 1)), \qquad \mathcal{L} = \bar\Delta_J(m)
+
+    with logits :math:`z` (no sigmoid) and labels :math:`y \in \{0, 1\}`. At the vertices, errors in
+    :math:`\{0, 1\}` (logit :math:`2y - 1` for a correct pixel, logit 0 for a wrong one), the loss is
+    exactly :math:`1 - \mathrm{IoU}`; with hard logits :math:`\pm 1` the errors are 0 or 2, so the loss is
+    :math:`2\,(1 - \mathrm{IoU})` of the thresholded prediction. An image without foreground scores its
+    largest hinge error (see the module docstring).
+
+    Args:
+        logits: ``(B, 1, H, W)`` or ``(B, H, W)`` (any ``(B, ...)``) raw scores.
+        target: same shape, or without the channel dimension; values in {0, 1} (or ``ignore_index``).
+        per_image: ``True`` averages one loss per image (mIoU^I), ``False`` pools the batch.
+        ignore_index: target value whose pixels are left out (must not be 0 or 1).
+
+    Returns:
+        0-dim float32 tensor (float64 for float64 logits), also under autocast.
+
+    >>> import torch
+    >>> y = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    >>> lovasz_hinge(torch.tensor([[1.0, -1.0, -1.0, 1.0]]), y)  # IoU 1/3: 2 * (1 - 1/3)
+    tensor(1.3333)
+    >>> lovasz_hinge(torch.tensor([[0.0, 1.0, -1.0, -1.0]]), y)  # errors (1, 0, 0, 0): 1 - IoU = 1/2
+    tensor(0.5000)
+    """
+    per_image = _check_flag(per_image, "per_image")
+    ignore_index = _check_ignore_index(ignore_index)
+    valid = None
+    if ignore_index is not None:
+        if ignore_index in (0, 1):
+            raise ValueError(f"ignore_index must differ from the binary labels 0 and 1, got {ignore_index}")
+        if isinstance(target, Tensor):
+            ignored = target == ignore_index
+            valid = ~ignored.reshape(ignored.shape[0], -1) if ignored.dim() > 0 else None
+            target = target.masked_fill(ignored, 0)
+    z, y = binary_inputs(logits, target)  # ignored pixels now have target 0: never foreground
+    with float_compute(z.device):
+        n_images = z.shape[0]
+        sign = 2 * y - 1
+        errors = 1 - z.detach() * sign
+        # Every positive error may carry weight: the smallest foreground hinge error is rarely positive.
+        keep = errors > 0
+        if valid is not None:
+            keep &= valid
+        if per_image:
+            group = None
+            n_fg = y.sum(1, dtype=torch.float64).to(torch.int64)
+            counted = None if valid is None else valid.any(1)
+        else:
+            group = torch.zeros(n_images, dtype=torch.int64, device=z.device)
+            n_fg = y.sum(dtype=torch.float64).to(torch.int64).view(1)
+            counted = None if valid is None else valid.any().view(1)
+        flat_z, flat_sign = z.reshape(-1), sign.reshape(-1)
+
+        def kept_errors(idx: Tensor) -> Tensor:
+            return 1 - _UniqueGather.apply(flat_z, idx) * flat_sign.index_select(0, idx)
+
+        losses = _segment_losses(errors, y > 0.5, keep, group, n_fg, kept_errors)
+        return losses.mean() if counted is None else _masked_mean(losses, counted)
+
+
+def _class_rows(classes: object, n_classes: int, device: torch.device) -> Tensor | None:
+    """Bool ``(C,)`` mask of the classes to average over, or ``None`` for ``"present"``."""
+    if classes == "present":
+        return None
+    if classes == "all":
+        return torch.ones(n_classes, dtype=torch.bool, device=device)
+    if isinstance(classes, str) or not isinstance(classes, Sequence) or len(classes) == 0:
+        raise ValueError(
+            f"classes must be 'present', 'all' or a non-empty list of class indices, got {classes!r}"
+        )
+    bad = [c for c in classes if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < n_classes]
+    if bad:
+        raise ValueError(f"classes must hold class indices in 0..{n_classes - 1}, got {bad}")
+    mask = torch.zeros(n_classes, dtype=torch.bool, device=device)
+    mask[list(classes)] = True
+    return mask
+
+
+def _lovasz_softmax_probs(
+    probs: Tensor,
+    target: Tensor,
+    valid: Tensor | None,
+    per_image: bool,
+    class_mask: Tensor | None,
+) -> Tensor:
+    """Lovász-softmax of probabilities ``(B, C, N)`` against ``target`` ``(B, N)`` (validated, flat).
+
+    ``class_mask`` ``(C,)`` selects the classes to average, ``None`` means the classes present.
+    """
+    n_batch, n_classes, n_pix = probs.shape
+    dtype, device = probs.dtype, probs.device
+    valid_f = torch.ones_like(target, dtype=dtype) if valid is None else valid.to(dtype)
+    fg = torch.zeros_like(probs).scatter_(1, target[:, None], valid_f[:, None])
+    errors = (fg - probs.detach()).abs()
+    # Per (image, class): foreground count and smallest foreground error, from the (B, N) labels.
+    n_fg = torch.zeros(n_batch, n_classes, dtype=torch.int64, device=device)
+    n_fg.scatter_add_(1, target, valid_f.to(torch.int64))
+    fg_err = 1 - probs.detach().gather(1, target[:, None]).squeeze(1)
+    if valid is not None:
+        fg_err = fg_err.masked_fill(~valid, float("inf"))
+    fg_min = torch.full((n_batch, n_classes), float("inf"), dtype=dtype, device=device)
+    fg_min.scatter_reduce_(1, target, fg_err, "amin")
+    has_pixels = valid_f.amax(1)[:, None].expand(n_batch, n_classes) > 0
+    row_max = None if class_mask is None else (probs.detach() * valid_f[:, None]).amax(2)
+    if per_image:  # segments: (image, class) pairs
+        group = None
+    else:  # segments: classes, pooled over the batch
+        group = torch.arange(n_classes, device=device).repeat(n_batch)
+        n_fg, fg_min, has_pixels = n_fg.sum(0), fg_min.amin(0), has_pixels.any(0)
+        row_max = None if row_max is None else row_max.amax(0)
+    if class_mask is None:
+        used = n_fg > 0
+        threshold = fg_min
+    else:
+        used = class_mask & has_pixels
+        # a segment without foreground keeps only its largest error (the extension's value)
+        threshold = torch.where(n_fg > 0, fg_min, row_max)
+    # Errors below the smallest foreground error come after the last foreground pixel: weight 0.
+    smallest = torch.nextafter(torch.zeros((), dtype=dtype), torch.ones((), dtype=dtype)).to(device)
+    threshold = torch.where(used, threshold.clamp_min(smallest), float("inf")).reshape(-1)
+    errors = errors.reshape(n_batch * n_classes, n_pix)
+    keep = errors >= (threshold if group is None else threshold.index_select(0, group))[:, None]
+    if valid is not None:
+        keep &= valid[:, None, :].expand(n_batch, n_classes, n_pix).reshape(n_batch * n_classes, n_pix)
+    flat_fg, flat_p = fg.reshape(-1), probs.reshape(-1)
+
+    def kept_errors(idx: Tensor) -> Tensor:
+        return (flat_fg.index_select(0, idx) - _UniqueGather.apply(flat_p, idx)).abs()
+
+    fg = fg.reshape(n_batch * n_classes, n_pix) > 0
+    losses = _segment_losses(errors, fg, keep, group, n_fg.reshape(-1), kept_errors)
+    used = used.reshape(-1, n_classes)
+    return _masked_mean(_masked_mean(losses.view(-1, n_classes), used, dim=1), used.any(1))
+
+
+@register("lovasz_softmax")
+def lovasz_softmax(
+    logits: Tensor,
+    target: Tensor,
+    per_image: bool = False,
+    classes: str | Sequence[int] = "present",
+    ignore_index: int | None = None,
+) -> Tensor:
+    r"""Lovász-softmax loss: the mean over classes of the Lovász extension of each class's Jaccard loss.
+
+    .. math::
+
+        p_i = \mathrm{softmax}(z_i), \qquad m_i(c) = \bigl|[y_i = c] - p_i(c)\bigr|, \qquad
+        \mathcal{L} = \frac{1}{|C'|} \sum_{c \in C'} \bar\Delta_{J_c}(m(c))
+
+    On one-hot probabilities the errors are the indicators of the pixels where prediction and label
+    disagree about class :math:`c`, so the loss equals :math:`1 - \mathrm{mIoU}` over the averaged classes.
+
+    Args:
+        logits: ``(B, C, H, W)`` (any ``(B, C, ...)``) raw scores, ``C >= 2``; the softmax is inside.
+        target: ``(B, H, W)`` integer class indices.
+        per_image: ``False`` (default, as the paper's code) pools the batch per class (batch mIoU^D);
+            ``True`` computes the class average per image, then averages images (mIoU^I).
+        classes: ``"present"`` averages the classes with a foreground pixel (in the image if
+            ``per_image``, else in the batch); ``"all"`` averages every class, an absent class then
+            scoring its largest predicted probability; a list of class indices averages those.
+        ignore_index: target value whose pixels are left out.
+
+    Returns:
+        0-dim float32 tensor (float64 for float64 logits), also under autocast.
+
+    >>> import torch
+    >>> target = torch.tensor([[0, 0, 1, 1]])
+    >>> pred = torch.tensor([[0, 1, 1, 1]])  # IoU 1/2 for class 0, 2/3 for class 1
+    >>> logits = 50.0 * torch.nn.functional.one_hot(pred, 2).permute(0, 2, 1).float()
+    >>> lovasz_softmax(logits, target)  # 1 - (1/2 + 2/3) / 2
+    tensor(0.4167)
+    """
+    per_image = _check_flag(per_image, "per_image")
+    ignore_index = _check_ignore_index(ignore_index)
+    z, y, valid = multiclass_inputs(logits, target, ignore_index)
+    class_mask = _class_rows(classes, z.shape[1], z.device)
+    with float_compute(z.device):
+        return _lovasz_softmax_probs(torch.softmax(z, dim=1), y, valid, per_image, class_mask)

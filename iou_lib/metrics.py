@@ -1,0 +1,376 @@
+r"""IoU (Jaccard index), Dice and pixel accuracy of hard predictions, with explicit aggregation.
+
+**Inputs are hard labels.** Every metric takes predicted class indices (``{0, 1}`` masks for a binary
+task, integer or bool) and a target of the same shape (integer, bool or integral float; a singleton
+channel dimension on either side is dropped). Turn logits into labels with :func:`predict`: a sigmoid and
+``p > threshold`` for one channel, ``argmax`` over channels for several.
+
+**Counts.** :func:`confusion_matrix` counts pixels with rows = target class and columns = predicted class
+(torchmetrics' convention), with one ``bincount``. From it, per class :math:`c`:
+
+.. math::
+
+    \mathrm{IoU}_c = \frac{TP_c}{TP_c + FP_c + FN_c}, \qquad
+    \mathrm{Dice}_c = \frac{2\,TP_c}{2\,TP_c + FP_c + FN_c}, \qquad
+    \text{accuracy} = \frac{\sum_c TP_c}{\text{pixels}}.
+
+**Aggregation** is chosen explicitly:
+
+* ``per_image=False`` pools all pixels of the batch into one confusion matrix (the batch's mIoU^D);
+* ``per_image=True`` scores each image separately and averages over images (mIoU^I);
+* :class:`IoUAccumulator` streams a whole data set batch by batch (``update`` then ``compute``) and gives
+  both the data-set IoU (one confusion matrix for all pixels) and the per-image average.
+
+**Absent classes.** A class absent from both the prediction and the target of a unit (image, batch or data
+set) has IoU 0/0. It scores ``absent_score``: NaN by default, which leaves it out of every mean (a mean
+over only-NaN values is NaN); pass ``absent_score=1.0`` to count a correctly predicted absence as
+perfect. For a binary per-image IoU this means: an image with an empty target and an empty prediction is
+NaN (left out of the average) by default or 1.0 with ``absent_score=1.0``; an image with an empty target
+and any predicted foreground scores 0. With ``absent_score=0`` the per-class values equal torchmetrics'
+``JaccardIndex(average="none")`` (for an ``ignore_index`` outside the classes); the default means equal
+its ``average="macro"``.
+
+``ignore_index`` drops pixels whose target equals it (their prediction is not counted). It is usually
+outside ``0..C-1`` (255, CamVid's void); if it names a class, that class is not scored (NaN), as in
+torchmetrics' macro average.
+
+>>> import torch
+>>> pred = torch.tensor([[0, 1, 1, 0]])
+>>> target = torch.tensor([[0, 1, 0, 0]])
+>>> confusion_matrix(pred, target, 2)
+tensor([[2, 1],
+        [0, 1]])
+>>> class_iou(pred, target, 2)  # background 2/3, foreground 1/2
+tensor([0.6667, 0.5000])
+>>> binary_iou(predict(torch.tensor([[[-3.0, 2.0, 0.5, -1.0]]])), target).item()
+0.5
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from iou_lib.validation import label_inputs
+
+__all__ = [
+    "IoUAccumulator",
+    "IoUSummary",
+    "accuracy_from_confusion",
+    "binary_iou",
+    "class_iou",
+    "confusion_matrix",
+    "dice_from_confusion",
+    "iou_from_confusion",
+    "mean_iou",
+    "predict",
+]
+
+
+def predict(logits: Tensor, threshold: float = 0.5, multiclass: bool | None = None) -> Tensor:
+    """Hard labels (int64) from logits: ``sigmoid(z) > threshold`` for binary, ``argmax`` for multi-class.
+
+    ``multiclass=None`` decides from the shape: 4-D logits ``(B, C, H, W)`` with ``C >= 2`` are
+    multi-class (returns ``(B, H, W)``), ``(B, 1, H, W)`` and 3-D ``(B, H, W)`` logits are binary (returns
+    ``(B, H, W)``, the channel dropped). Other shapes need ``multiclass`` explicitly; channels are
+    dimension 1, and a singleton channel of 4-D or larger binary logits is dropped.
+
+    >>> import torch
+    >>> predict(torch.tensor([[[-1.0, 0.2]]]))
+    tensor([[[0, 1]]])
+    """
+    if not isinstance(logits, Tensor) or not logits.is_floating_point():
+        got = logits.dtype if isinstance(logits, Tensor) else type(logits).__name__
+        raise TypeError(f"logits must be a floating-point torch.Tensor, got {got}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
+    if multiclass is None:
+        if logits.dim() == 4:
+            multiclass = logits.shape[1] >= 2
+        elif logits.dim() == 3:
+            multiclass = False
+        else:
+            raise ValueError(
+                f"cannot tell binary from multi-class logits of shape {tuple(logits.shape)}: "
+                "pass multiclass=True or multiclass=False"
+            )
+    if multiclass:
+        if logits.dim() < 2 or logits.shape[1] < 2:
+            raise ValueError(
+                f"multi-class logits need C >= 2 channels in dim 1, got shape {tuple(logits.shape)}"
+            )
+        return logits.argmax(dim=1)
+    if logits.dim() >= 4 and logits.shape[1] == 1:
+        logits = logits.squeeze(1)
+    return (torch.sigmoid(logits) > threshold).long()
+
+
+def confusion_matrix(
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+) -> Tensor:
+    """Pixel counts ``cm[..., t, p]`` (target class ``t``, predicted class ``p``), int64.
+
+    Shape ``(C, C)`` for the batch pooled, ``(B, C, C)`` with ``per_image=True``. Binary tasks use
+    ``num_classes=2``. Ignored pixels are not counted.
+
+    >>> import torch
+    >>> confusion_matrix(torch.tensor([[1, 1]]), torch.tensor([[0, 1]]), 2, per_image=True)
+    tensor([[[0, 1],
+             [0, 1]]])
+    """
+    pred, target, valid = label_inputs(pred, target, num_classes, ignore_index)
+    b, c = pred.shape[0], num_classes
+    image = torch.arange(b, device=pred.device).unsqueeze(1)
+    index = (image * c + target) * c + pred
+    if valid is not None:
+        index = torch.where(valid, index, b * c * c)  # one extra bin collects ignored pixels
+    counts = torch.bincount(index.reshape(-1), minlength=b * c * c + 1)[: b * c * c].reshape(b, c, c)
+    return counts if per_image else counts.sum(0)
+
+
+def _check_absent(absent_score: float) -> float:
+    if isinstance(absent_score, bool) or not isinstance(absent_score, (int, float)):
+        raise TypeError(f"absent_score must be a float (NaN, 0.0 or 1.0 typically), got {absent_score!r}")
+    if not (math.isnan(absent_score) or 0 <= absent_score <= 1):
+        raise ValueError(f"absent_score must be NaN or in [0, 1], got {absent_score!r}")
+    return float(absent_score)
+
+
+def _ratio(num: Tensor, den: Tensor, absent_score: float) -> Tensor:
+    num, den = num.to(torch.get_default_dtype()), den.to(torch.get_default_dtype())
+    return torch.where(den > 0, num / den.clamp_min(1), absent_score)
+
+
+def _tp_fp_fn(cm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    if not isinstance(cm, Tensor) or cm.dim() < 2 or cm.shape[-1] != cm.shape[-2]:
+        raise ValueError(f"confusion matrix must have shape (..., C, C), got {getattr(cm, 'shape', cm)}")
+    tp = cm.diagonal(dim1=-2, dim2=-1)
+    return tp, cm.sum(-2) - tp, cm.sum(-1) - tp
+
+
+def iou_from_confusion(cm: Tensor, absent_score: float = math.nan) -> Tensor:
+    """Per-class IoU ``TP / (TP + FP + FN)`` of a ``(..., C, C)`` confusion matrix; shape ``(..., C)``.
+
+    >>> import torch
+    >>> iou_from_confusion(torch.tensor([[3, 0, 0], [1, 1, 0], [0, 0, 0]]))  # class 2 absent
+    tensor([0.7500, 0.5000,    nan])
+    """
+    tp, fp, fn = _tp_fp_fn(cm)
+    return _ratio(tp, tp + fp + fn, _check_absent(absent_score))
+
+
+def dice_from_confusion(cm: Tensor, absent_score: float = math.nan) -> Tensor:
+    """Per-class Dice (F1) ``2TP / (2TP + FP + FN)`` of a ``(..., C, C)`` confusion matrix.
+
+    >>> import torch
+    >>> dice_from_confusion(torch.tensor([[2, 1], [0, 1]]))
+    tensor([0.8000, 0.6667])
+    """
+    tp, fp, fn = _tp_fp_fn(cm)
+    return _ratio(2 * tp, 2 * tp + fp + fn, _check_absent(absent_score))
+
+
+def accuracy_from_confusion(cm: Tensor) -> Tensor:
+    """Pixel accuracy ``trace / total`` of a ``(..., C, C)`` confusion matrix (NaN without pixels).
+
+    >>> import torch
+    >>> accuracy_from_confusion(torch.tensor([[2, 1], [0, 1]]))
+    tensor(0.7500)
+    """
+    tp, _, _ = _tp_fp_fn(cm)
+    return _ratio(tp.sum(-1), cm.sum((-2, -1)), math.nan)
+
+
+def _unscored(values: Tensor, ignore_index: int | None) -> Tensor:
+    """``values (..., C)`` with the class named by an in-range ``ignore_index`` set to NaN."""
+    if ignore_index is not None and 0 <= ignore_index < values.shape[-1]:
+        values = values.clone()
+        values[..., ignore_index] = math.nan
+    return values
+
+
+def class_iou(
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+    absent_score: float = math.nan,
+) -> Tensor:
+    """Per-class IoU: shape ``(C,)`` over the pooled batch, ``(B, C)`` with ``per_image=True``.
+
+    >>> import torch
+    >>> class_iou(torch.tensor([[0, 2]]), torch.tensor([[0, 1]]), 3, absent_score=1.0)
+    tensor([1., 0., 0.])
+    """
+    cm = confusion_matrix(pred, target, num_classes, ignore_index=ignore_index, per_image=per_image)
+    return _unscored(iou_from_confusion(cm, absent_score), ignore_index)
+
+
+def mean_iou(
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+    absent_score: float = math.nan,
+) -> Tensor:
+    """Mean IoU over classes (NaN-scored absent classes left out), 0-dim.
+
+    ``per_image=False``: the mean over classes of the batch-pooled class IoU (mIoU^D of the batch, equal
+    to torchmetrics' ``multiclass_jaccard_index(average="macro")``). ``per_image=True``: each image's mean
+    over its classes, averaged over images (mIoU^I); an image with no scored class is left out.
+
+    >>> import torch
+    >>> pred, target = torch.tensor([[0, 1, 1, 0]]), torch.tensor([[0, 1, 0, 0]])
+    >>> round(mean_iou(pred, target, 2).item(), 4)  # (2/3 + 1/2) / 2
+    0.5833
+    """
+    iou = class_iou(
+        pred, target, num_classes, ignore_index=ignore_index, per_image=per_image, absent_score=absent_score
+    )
+    return iou.nanmean(-1).nanmean() if per_image else iou.nanmean()
+
+
+def binary_iou(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+    absent_score: float = math.nan,
+) -> Tensor:
+    """Foreground IoU of a binary ``{0, 1}`` prediction, 0-dim.
+
+    ``per_image=False`` pools the batch (equal to torchmetrics' ``binary_jaccard_index``); ``per_image=True``
+    averages the per-image IoU. ``ignore_index`` (e.g. 255 for void pixels) drops target pixels. An image
+    (or batch) with empty target and empty prediction scores ``absent_score`` (NaN by default: left out
+    of the average; 1.0 counts it as perfect); an empty target with predicted foreground scores 0.
+
+    >>> import torch
+    >>> pred = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]])
+    >>> target = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]])
+    >>> binary_iou(pred, target, per_image=True).item()  # the empty image is left out
+    0.5
+    >>> binary_iou(pred, target, per_image=True, absent_score=1.0).item()  # the empty image scores 1
+    0.75
+    """
+    kw = {"ignore_index": ignore_index, "per_image": per_image, "absent_score": absent_score}
+    fg = class_iou(pred, target, 2, **kw)[..., 1]
+    return fg.nanmean() if per_image else fg
+
+
+@dataclass(frozen=True)
+class IoUSummary:
+    """What :meth:`IoUAccumulator.compute` returns. Per-class tensors have shape ``(C,)``.
+
+    Attributes:
+        iou: per-class IoU over all pixels seen (one confusion matrix: the data-set IoU).
+        miou: mean of ``iou`` over classes (absent classes left out): the data-set mIoU^D.
+        iou_per_image: per-class mean over images of the per-image IoU (images where the class is absent
+            left out); for a binary task ``iou_per_image[1]`` is the mean per-image foreground IoU.
+        miou_per_image: mean over images of each image's mean IoU over its classes (mIoU^I).
+        dice: per-class Dice over all pixels; ``mdice`` its mean over classes.
+        pixel_accuracy: fraction of counted pixels predicted correctly.
+        confusion: the ``(C, C)`` int64 confusion matrix (rows target, columns prediction).
+        n_images: number of images seen.
+    """
+
+    iou: Tensor
+    miou: Tensor
+    iou_per_image: Tensor
+    miou_per_image: Tensor
+    dice: Tensor
+    mdice: Tensor
+    pixel_accuracy: Tensor
+    confusion: Tensor
+    n_images: int
+
+
+class IoUAccumulator:
+    """Streaming IoU for a whole data set: ``update(pred, target)`` per batch, then ``compute()``.
+
+    Keeps one int64 confusion matrix (data-set IoU, Dice, accuracy) and running sums of per-image IoU
+    (mIoU^I), so memory does not grow with the data set. Conventions as in the module docstring. The state
+    lives on the device of the first batch (no host sync per batch), and every tensor attribute is an
+    additive count: accumulators of several processes combine by summing their tensors and ``n_images``.
+
+    >>> import torch
+    >>> acc = IoUAccumulator(num_classes=2)
+    >>> acc.update(torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 0, 0]]))
+    >>> acc.update(torch.tensor([[0, 0, 0, 1]]), torch.tensor([[0, 0, 1, 1]]))
+    >>> s = acc.compute()
+    >>> s.iou[1].item(), s.iou_per_image[1].item()  # data set 2/4, per image (1/2 + 1/2) / 2
+    (0.5, 0.5)
+    """
+
+    def __init__(
+        self, num_classes: int, *, ignore_index: int | None = None, absent_score: float = math.nan
+    ) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2 (2 for a binary task), got {num_classes!r}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.absent_score = _check_absent(absent_score)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything seen so far."""
+        c = self.num_classes
+        self.confusion = torch.zeros(c, c, dtype=torch.long)
+        self._class_sum = torch.zeros(c, dtype=torch.float64)
+        self._class_count = torch.zeros(c, dtype=torch.long)
+        self._image_sum = torch.zeros((), dtype=torch.float64)
+        self._image_count = torch.zeros((), dtype=torch.long)
+        self.n_images = 0
+
+    def _move_to(self, device: torch.device) -> None:
+        sums = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        for key, value in list(vars(self).items()):
+            if isinstance(value, Tensor):
+                setattr(self, key, value.to(device, sums if value.is_floating_point() else value.dtype))
+
+    @torch.no_grad()
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add a batch of hard predictions ``(B, ...)`` and targets (see :func:`predict`)."""
+        cm = confusion_matrix(pred, target, self.num_classes, ignore_index=self.ignore_index, per_image=True)
+        if self.confusion.device != cm.device:
+            self._move_to(cm.device)
+        per_image = _unscored(iou_from_confusion(cm, self.absent_score), self.ignore_index)
+        per_image = per_image.to(self._class_sum.dtype)
+        scored = ~per_image.isnan()
+        self.confusion += cm.sum(0)
+        self._class_sum += per_image.nan_to_num(0.0).sum(0)
+        self._class_count += scored.sum(0)
+        image_mean = per_image.nanmean(-1)
+        image_scored = ~image_mean.isnan()
+        self._image_sum += image_mean.nan_to_num(0.0).sum()
+        self._image_count += image_scored.sum()
+        self.n_images += cm.shape[0]
+
+    def compute(self) -> IoUSummary:
+        """The summary of everything seen since construction or :meth:`reset`."""
+        dtype = torch.get_default_dtype()
+        iou = _unscored(iou_from_confusion(self.confusion, self.absent_score), self.ignore_index)
+        dice = _unscored(dice_from_confusion(self.confusion, self.absent_score), self.ignore_index)
+        return IoUSummary(
+            iou=iou,
+            miou=iou.nanmean(),
+            iou_per_image=_ratio(self._class_sum, self._class_count, math.nan).to(dtype),
+            miou_per_image=_ratio(self._image_sum, self._image_count, math.nan).to(dtype),
+            dice=dice,
+            mdice=dice.nanmean(),
+            pixel_accuracy=accuracy_from_confusion(self.confusion),
+            confusion=self.confusion.clone(),
+            n_images=self.n_images,
+        )
