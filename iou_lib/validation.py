@@ -126,7 +126,10 @@ def _outside(x: Tensor, low: float, high: float, valid: Tensor | None = None) ->
 
 def _check_finite(logits: Tensor) -> None:
     # aminmax propagates NaN, and an Inf is the minimum or the maximum: one pass decides finiteness.
-    if _VALUE_CHECKS and not bool(torch.isfinite(torch.stack(torch.aminmax(logits))).all()):
+    if not _VALUE_CHECKS:
+        return
+    lo, hi = torch.aminmax(logits)
+    if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
         n_nan = int(torch.isnan(logits).sum())
         n_inf = int(torch.isinf(logits).sum())
         raise ValueError(

@@ -22,11 +22,14 @@ foreground / background pixels among the first :math:`k` sorted ones,
     g_k = \frac{G - f_k}{(G + b_k)(G + b_k - 1)} \ \text{(background)},
 
 and :math:`g_1 = 1` for a background pixel of a row without foreground. Consequences used for speed
-(all exact): errors :math:`\le 0` carry no weight, and once every foreground pixel has been passed the
-Jaccard loss stays at 1, so errors below the smallest foreground error carry no weight either (a row
-without foreground keeps only its largest error). The kept errors of all rows are sorted in one call
-on 1-D integer keys (row id, then the bit pattern of the positive float32 error, which orders like the
-value) so that ``torch.sort`` takes its radix path.
+(all exact): errors :math:`\le 0` carry no weight; once every foreground pixel has been passed the
+Jaccard loss stays at 1, so errors below the smallest foreground error carry no weight either (used by
+the softmax, whose errors are all positive; a row without foreground keeps only its largest error).
+The kept errors of all rows are sorted in one call on 1-D integer keys (segment id, then the bit
+pattern of the positive float32 error, which orders like the value), which takes ``torch.sort``'s
+radix path; the weights come from cumulative counts; the loss is the sum of the kept errors times
+these weights (per segment, in float64), and since the order is piecewise constant the backward pass
+only scatters the weights to the kept pixels (a custom autograd function).
 
 **Empty foreground.** :math:`\Delta_J(M) = 1` for any non-empty :math:`M` when :math:`y = \emptyset`, so
 the extension of a row without foreground is its **largest error** (``max(0, max_i 1 + z_i)`` for the
@@ -44,11 +47,12 @@ a NaN propagates to the loss instead of being dropped by the sort.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from iou_lib.losses.registry import register
 from iou_lib.validation import binary_inputs, float_compute, multiclass_inputs
@@ -58,101 +62,120 @@ __all__ = ["lovasz_hinge", "lovasz_softmax"]
 _INT32_MAX = 2**31 - 1
 
 
-def _sort_segments(values: Tensor, is_fg: Tensor, seg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Sort positive ``values`` by segment ``seg``, then by decreasing value.
+def _sort_segments(
+    errors: Tensor, fg: Tensor, idx: Tensor, per_row: Tensor, group: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Sort the positive flat ``errors[idx]`` by segment, then by decreasing value.
 
-    Returns the permutation, the sorted segment ids and the sorted foreground flags (int64).
+    ``idx`` lists positions row by row, ``per_row`` counts them, ``group`` maps rows to segments (``None``:
+    one segment per row). Returns the permutation of ``idx`` and, in sorted order, the segment ids and
+    the foreground flags (int64).
     """
+    seg = torch.repeat_interleave(per_row, output_size=idx.numel())
+    if group is not None:
+        seg = group.index_select(0, seg)
+    values, is_fg = errors.index_select(0, idx), fg.index_select(0, idx) > 0
     if values.dtype == torch.float32:
         # A positive float32 read as int32 orders like its value, so the int64 key
         # seg * 2**32 + 2 * (INT32_MAX - bits) + is_fg sorts exactly (ties: background first, which does
         # not change the value) in one 1-D ascending integer sort, torch's radix path, for all segments.
-        keys = (seg << 32) + 2 * _INT32_MAX
-        keys.sub_(values.view(torch.int32), alpha=2).add_(is_fg)
+        keys = seg.bitwise_left_shift_(32).add_(2 * _INT32_MAX)
+        keys.sub_(values.abs_().view(torch.int32), alpha=2)  # abs: a NaN's sign bit
+        del seg, values  # (peak memory)
+        keys.add_(is_fg)
+        del is_fg
         keys, perm = torch.sort(keys)
         return perm, keys >> 32, keys & 1
     # float64 bit patterns leave no room for a segment id: two stable sorts (value, then segment).
     perm = torch.sort(values, descending=True, stable=True).indices
     perm = perm.index_select(0, torch.sort(seg.index_select(0, perm), stable=True).indices)
-    return perm, seg.index_select(0, perm), is_fg.index_select(0, perm).to(torch.int64)
+    return perm, seg.index_select(0, perm), is_fg.index_select(0, perm).long()
 
 
 @torch.no_grad()
-def _kept_weights(
+def _extensions(
     errors: Tensor, fg: Tensor, keep: Tensor, group: Tensor | None, n_fg: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Closed-form Lovász weights of the kept errors: flat positions (row by row), count per row, weights."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The extension of every segment and what its backward needs.
+
+    Returns the losses ``(S,)``, the flat positions of the kept errors in sorted order, their weights
+    times ``d error / d input`` (``1 - 2 [foreground]`` for both losses) and the kept count per segment.
+    """
     n_rows, n_cols = errors.shape
     idx = keep.reshape(-1).nonzero().squeeze(1)
     n_kept = idx.numel()
+    counts = torch.zeros_like(n_fg)
     if n_kept == 0:  # no positive error anywhere: the loss and its gradient are exactly 0
-        return idx, torch.zeros(n_rows, dtype=torch.int64, device=idx.device), errors.new_zeros(0)
+        return errors.new_zeros(n_fg.shape), idx, errors.new_zeros(0), counts
     # nonzero() lists rows in order, so row sizes come from a binary search of the row boundaries.
     per_row = torch.diff(torch.searchsorted(idx, torch.arange(n_rows + 1, device=idx.device) * n_cols))
-    seg = torch.repeat_interleave(per_row, output_size=n_kept)
-    if group is not None:
-        seg = group.index_select(0, seg)
-    perm, seg_sorted, is_fg = _sort_segments(
-        errors.reshape(-1).index_select(0, idx), fg.reshape(-1).index_select(0, idx), seg
-    )
+    perm, seg, is_fg = _sort_segments(errors.reshape(-1), fg.reshape(-1), idx, per_row, group)
+    pos = idx.index_select(0, perm)
+    del idx, perm
     # With f_k / b_k foreground / background pixels among the first k sorted errors of a segment, the
     # weights need G - f_k and G + b_k: global cumsums corrected by the counts of the earlier segments.
-    counts = per_row if group is None else torch.zeros_like(n_fg).index_add_(0, group, per_row)
+    counts = per_row if group is None else counts.index_add_(0, group, per_row)
     starts = counts.cumsum(0) - counts
     fg_cum = is_fg.cumsum(0)
     fg_before = fg_cum.index_select(0, (starts - 1).clamp_min(0)) * (starts > 0)
     # float32 holds these integers exactly below 2**24
     dtype = errors.dtype if n_kept + int(n_fg.max()) < 2**24 else torch.float64
-    n = (n_fg + fg_before).to(dtype).index_select(0, seg_sorted) - fg_cum  # G - f_k
-    bg_cum = torch.arange(1, n_kept + 1, device=idx.device) - fg_cum
-    d = (n_fg - starts + fg_before).to(dtype).index_select(0, seg_sorted) + bg_cum  # G + b_k >= 1
+    n = (n_fg + fg_before).to(dtype).index_select(0, seg).sub_(fg_cum)  # G - f_k
+    d = (n_fg - starts + fg_before).to(dtype).index_select(0, seg)
+    del seg
+    d += torch.arange(1, n_kept + 1, device=pos.device).sub_(fg_cum)  # G + b_k >= 1
+    del fg_cum
     q = (d - 1).clamp_min_(1)
     # 1/(G + b_k) on foreground, (G - f_k) / ((G + b_k)(G + b_k - 1)) on background
-    w = torch.addcmul(n, is_fg.to(dtype), q - n).div_(d.mul_(q))
+    fg_f = is_fg.to(dtype)
+    w = torch.addcmul(n, fg_f, q.sub(n)).div_(d.mul_(q))
+    del n, d, q, is_fg
     # The first (background) error of a segment without foreground has weight 1: the closed form is 0/0.
     w.index_fill_(0, starts[(n_fg == 0) & (counts > 0)], 1.0)
-    # back to the order of idx (a permutation)
-    return idx, per_row, torch.empty_like(w).scatter_(0, perm, w).to(errors.dtype)
+    # Segments are contiguous in sorted order; sum in float64: float32 loses ~1e-5 over 1e5 terms.
+    terms = (errors.reshape(-1).index_select(0, pos) * w).double()
+    losses = torch.segment_reduce(terms, "sum", lengths=counts).to(errors.dtype)
+    coeff = torch.addcmul(w, w, fg_f, value=-2).to(errors.dtype)  # w * (1 - 2 [foreground])
+    return losses, pos, coeff, counts
+
+
+class _LovaszExtensions(torch.autograd.Function):
+    """The extension of each segment as a function of the flat input ``x`` the errors come from.
+
+    The errors are elementwise in ``x`` with ``d error / d x = +-1`` (hinge: ``-(2y - 1)``; softmax:
+    ``-sign([y = c] - p)``), and the extension is linear in the errors once their order is fixed, so
+    the backward scatters ``weight * (+-1) * grad`` to the kept positions; every other position gets 0.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, errors: Tensor, fg: Tensor, keep: Tensor, group: Tensor | None, n_fg: Tensor
+    ) -> Tensor:
+        losses, pos, coeff, counts = _extensions(errors, fg, keep, group, n_fg)
+        ctx.save_for_backward(pos, coeff, counts)
+        ctx.numel = x.numel()
+        return losses
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        pos, coeff, counts = ctx.saved_tensors
+        per_kept = coeff * grad.repeat_interleave(counts, output_size=coeff.numel())
+        return grad.new_zeros(ctx.numel).scatter_(0, pos, per_kept), None, None, None, None, None
 
 
 def _segment_losses(
-    errors: Tensor,
-    fg: Tensor,
-    keep: Tensor,
-    group: Tensor | None,
-    n_fg: Tensor,
-    kept_errors: Callable[[Tensor], Tensor],
+    x: Tensor, errors: Tensor, fg: Tensor, keep: Tensor, group: Tensor | None, n_fg: Tensor
 ) -> Tensor:
-    """The Lovász extension of the Jaccard loss of every segment ``(S,)``.
+    """The Lovász extension of the Jaccard loss of every segment ``(S,)``, differentiable in ``x``.
 
-    ``errors`` ``(R, M)`` (no gradient needed) and ``fg`` ``(R, M)`` bool (valid foreground); ``keep``
-    ``(R, M)`` bool marks the positive errors that may carry weight (all others have weight 0);
-    ``group`` ``(R,)`` maps each row to its segment, the unit one extension is computed for (``None``:
-    one segment per row); ``n_fg`` ``(S,)`` int64 holds each segment's foreground count. Once the order
-    is fixed the extension is linear in the errors: ``kept_errors(flat_positions)`` recomputes the kept
-    errors differentiably, so autograd's backward only scatters the constant weights.
+    ``errors`` ``(R, M)`` (detached) are elementwise in ``x`` (same number of elements, same flat order);
+    ``fg`` ``(R, M)`` 0/1 marks the valid foreground; ``keep`` ``(R, M)`` bool the positive errors that
+    may carry weight (all others have weight 0); ``group`` ``(R,)`` maps each row to its segment, the
+    unit one extension is computed for (``None``: one segment per row); ``n_fg`` ``(S,)`` int64 holds
+    each segment's foreground count.
     """
-    idx, per_row, w = _kept_weights(errors, fg, keep, group, n_fg)
-    # Sum per row (kept positions are listed row by row), in float64: float32 loses ~1e-5 over 1e5 terms.
-    losses = torch.segment_reduce((kept_errors(idx) * w).double(), "sum", lengths=per_row)
-    if group is not None:
-        losses = torch.zeros(n_fg.shape, dtype=losses.dtype, device=losses.device).index_add(0, group, losses)
-    return losses.to(errors.dtype)
-
-
-class _UniqueGather(torch.autograd.Function):
-    """``x[idx]`` of a flat ``x`` at distinct positions: the backward writes with ``scatter_``."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, idx: Tensor) -> Tensor:
-        ctx.save_for_backward(idx)
-        ctx.numel = x.numel()
-        return x.index_select(0, idx)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (idx,) = ctx.saved_tensors
-        return grad.new_zeros(ctx.numel).scatter_(0, idx, grad), None
+    return _LovaszExtensions.apply(x.reshape(-1), errors, fg, keep, group, n_fg)
 
 
 def _masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
@@ -220,26 +243,21 @@ def lovasz_hinge(
     z, y = binary_inputs(logits, target)  # ignored pixels now have target 0: never foreground
     with float_compute(z.device):
         n_images = z.shape[0]
-        sign = 2 * y - 1
-        errors = 1 - z.detach() * sign
+        errors = z.detach().mul(y.mul(2).sub_(1)).neg_().add_(1)
         # Every positive error may carry weight: the smallest foreground hinge error is rarely positive.
-        keep = errors > 0
+        keep = ~(errors <= 0)  # NaN is kept: with the value checks off it reaches the loss
         if valid is not None:
             keep &= valid
+        count_dtype = y.dtype if y.numel() < 2**24 else torch.float64  # exact integer sums
         if per_image:
             group = None
-            n_fg = y.sum(1, dtype=torch.float64).to(torch.int64)
+            n_fg = y.sum(1, dtype=count_dtype).to(torch.int64)
             counted = None if valid is None else valid.any(1)
         else:
             group = torch.zeros(n_images, dtype=torch.int64, device=z.device)
-            n_fg = y.sum(dtype=torch.float64).to(torch.int64).view(1)
+            n_fg = y.sum(dtype=count_dtype).to(torch.int64).view(1)
             counted = None if valid is None else valid.any().view(1)
-        flat_z, flat_sign = z.reshape(-1), sign.reshape(-1)
-
-        def kept_errors(idx: Tensor) -> Tensor:
-            return 1 - _UniqueGather.apply(flat_z, idx) * flat_sign.index_select(0, idx)
-
-        losses = _segment_losses(errors, y > 0.5, keep, group, n_fg, kept_errors)
+        losses = _segment_losses(z, errors, y, keep, group, n_fg)
         return losses.mean() if counted is None else _masked_mean(losses, counted)
 
 
@@ -304,16 +322,11 @@ def _lovasz_softmax_probs(
     smallest = torch.nextafter(torch.zeros((), dtype=dtype), torch.ones((), dtype=dtype)).to(device)
     threshold = torch.where(used, threshold.clamp_min(smallest), float("inf")).reshape(-1)
     errors = errors.reshape(n_batch * n_classes, n_pix)
-    keep = errors >= (threshold if group is None else threshold.index_select(0, group))[:, None]
+    keep = ~(errors < (threshold if group is None else threshold.index_select(0, group))[:, None])  # NaN kept
     if valid is not None:
         keep &= valid[:, None, :].expand(n_batch, n_classes, n_pix).reshape(n_batch * n_classes, n_pix)
-    flat_fg, flat_p = fg.reshape(-1), probs.reshape(-1)
-
-    def kept_errors(idx: Tensor) -> Tensor:
-        return (flat_fg.index_select(0, idx) - _UniqueGather.apply(flat_p, idx)).abs()
-
-    fg = fg.reshape(n_batch * n_classes, n_pix) > 0
-    losses = _segment_losses(errors, fg, keep, group, n_fg.reshape(-1), kept_errors)
+    fg = fg.reshape(n_batch * n_classes, n_pix)
+    losses = _segment_losses(probs, errors, fg, keep, group, n_fg.reshape(-1))
     used = used.reshape(-1, n_classes)
     return _masked_mean(_masked_mean(losses.view(-1, n_classes), used, dim=1), used.any(1))
 
