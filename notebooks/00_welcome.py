@@ -1,0 +1,144 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,jupyter,-all
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Welcome: optimising IoU directly
+#
+# Segmentation models are judged by the **intersection over union** (IoU, the Jaccard index) of their
+# masks, yet they are usually trained with per-pixel cross-entropy. When the object covers a small
+# fraction of the image the two disagree: a model can be 99 % accurate and find nothing. This workbook
+# derives, implements, checks and tests losses that optimise IoU directly:
+#
+# * the **soft IoU** of Rahman & Wang (2016) and its sibling **soft Dice**;
+# * the **Lovász hinge** and **Lovász-softmax** of Berman et al. (2018);
+# * the **Jaccard metric loss** of Wang et al. (2023) for soft labels;
+#
+# against the per-pixel baselines (BCE, class-weighted BCE, focal loss), on synthetic masks with a
+# foreground-fraction knob and on real road scenes (CamVid).
+#
+# It is two things at once: a **book** (these notebooks, read in order) and a **library**, `iou_lib`,
+# that the book calls. A formula is derived once in a notebook, implemented once in `iou_lib`, and the
+# notebook checks the implementation against its own derivation (autograd, finite differences, brute
+# force) with `assert`s that would fail if either were wrong.
+
+# %% [markdown]
+# ## Reading order
+#
+# | notebook | what you do there |
+# |---|---|
+# | **00 welcome** | this page: profiles, device, how widgets and exercises work |
+# | **01 measuring segmentation** | the accuracy trap; IoU, Dice and $D = 2J/(1+J)$; per-image vs dataset IoU; empty masks |
+# | **02 soft IoU** | derive the relaxation, its gradient ($-1/U$, $I/U^2$) and its balance; the empty-image blind spot; soft Dice |
+# | **03 gradient fields** | per-pixel gradients of six losses on imbalanced masks; an interactive explorer |
+# | **04 Lovász** | submodularity, the Lovász extension, Algorithm 1 step by step, hinge and softmax forms |
+# | **05 soft labels** | why soft Jaccard fails on soft targets and the Jaccard metric loss does not |
+# | **06 training losses** | train a small U-Net with each loss; from scratch vs fine-tuning |
+# | **07 imbalance sweep** | where IoU losses beat BCE as the foreground shrinks |
+# | **08 CamVid** | the same questions on real road scenes, rare classes included |
+#
+# 01-05 are theory: fast, no training. 06-08 are experiments: they train models, sized by a profile.
+
+# %% [markdown]
+# ## Profiles: how big a run is
+#
+# Every experiment reads its sizes (image size, number of images, steps, seeds, model width) from a
+# **profile**, chosen by the environment variable `IOU_PROFILE`:
+#
+# * `fast`: continuous integration on 2 CPU cores; every notebook runs in well under two minutes and still
+#   shows real learning;
+# * `cpu`: a laptop; larger images and more steps, enough for stable conclusions (tens of minutes);
+# * `gpu`: full size on a CUDA GPU.
+#
+# Without `IOU_PROFILE` the profile is `gpu` when CUDA is available and `cpu` otherwise. Set it before
+# starting Jupyter, e.g. `IOU_PROFILE=fast jupyter lab`.
+
+# %%
+import dataclasses
+import os
+
+import pandas as pd
+import torch
+
+import iou_lib
+from iou_lib import exercises
+from iou_lib.config import PROFILES, data_dir, default_device, get_profile
+
+profile = get_profile()
+print(f"iou_lib {iou_lib.__version__}, torch {torch.__version__}")
+print(f"IOU_PROFILE = {os.environ.get('IOU_PROFILE')!r} -> profile {profile.name!r}")
+pd.DataFrame([dataclasses.asdict(p) for p in PROFILES.values()]).set_index("name")
+
+# %% [markdown]
+# ## Device and data
+#
+# Training uses the best available device (CUDA, then Apple MPS, then CPU); the theory notebooks run on
+# the CPU. The real data set (CamVid) is read from `IOU_DATA_DIR` when set (see `data/README.md`);
+# every notebook works without it and says when it skips the real-data parts.
+
+# %%
+device = default_device()
+print(f"device: {device}" + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else ""))
+print(f"CPU threads: {torch.get_num_threads()}")
+print(f"IOU_DATA_DIR: {data_dir() or 'not set (real-data sections will be skipped)'}")
+assert device.type in {"cpu", "cuda", "mps"}
+
+# %% [markdown]
+# ## Widgets
+#
+# Some notebooks end a section with an interactive explorer (notebook 03 has the main one): sliders and
+# menus above a figure that redraws when you move them. They need a running kernel: run the cells from
+# the top (*Run → Run All Cells*), then move the controls. In a static view (GitHub, an exported HTML)
+# you see the figure of the last setting only. Each explorer keeps what it shows in attributes
+# (`explorer.state`, `explorer.figure`), so you can also set a control from code,
+# e.g. `explorer.fg_frac.value = 0.01`, and inspect the numbers behind the picture.
+#
+# ## Exercises
+#
+# Each theory notebook ends with exercises. An exercise cell (tagged `exercise`) holds a function for you
+# to complete; the next cell calls a check from `iou_lib.exercises`, which runs your function on fixed
+# cases and tells you *which* mistake you made, if any. In this full edition a hidden cell (tagged
+# `solution`) holds a worked answer; the student copies in `notebooks/student/` leave it out. This is
+# what the feedback looks like for a soft IoU loss that forgot the sigmoid:
+
+# %%
+def forgot_the_sigmoid(logits, target):
+    inter = (logits * target).sum()
+    return 1 - inter / (logits + target - logits * target).sum()
+
+
+try:
+    exercises.check_soft_iou(forgot_the_sigmoid)
+except exercises.ExerciseError as feedback:
+    print(f"feedback: {feedback}")
+else:
+    raise AssertionError("the check should have rejected this answer")
+
+# %% [markdown]
+# ## Conventions used throughout
+#
+# * Losses take **logits** (the activation is part of the loss). Binary: logits `(B, 1, H, W)` with a
+#   {0, 1} target of the same shape; multi-class: logits `(B, C, H, W)` with integer targets `(B, H, W)`.
+# * **Aggregation is explicit**: `per_image=True` averages one ratio per image ($\mathrm{mIoU}^I$),
+#   `per_image=False` pools the batch ($\mathrm{mIoU}^D$ of the batch).
+# * Losses are looked up by name: `iou_lib.losses.get("soft_iou", per_image=True)`; weighted sums by a
+#   spec such as `"0.25*bce+0.75*jaccard_metric"`.
+
+# %%
+from iou_lib import losses
+
+losses.available()
+
+# %% [markdown]
+# Start with **01 measuring segmentation**.
