@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows += run_case(case, groups, device, rounds, reps, args.clock)
         results = {
             "meta": {
-                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "quick": args.quick,
                 "device": str(device),
                 "device_name": torch.cuda.get_device_name(device)

@@ -399,3 +399,18 @@ def test_registered():
     t = torch.randint(0, 3, (2, 8, 8))
     zc = torch.randn(2, 3, 8, 8)
     assert losses.get("lovasz_softmax", classes="all")(zc, t) == lovasz_softmax(zc, t, classes="all")
+
+
+@pytest.mark.parametrize("n", [2**16, 2**16 + 8, 3 * 2**17])
+@pytest.mark.parametrize("density", [0.0, 1e-4, 0.01, 0.2, 1.0])
+def test_sparse_position_search_equals_nonzero(n, density):
+    # The block search only runs on large, sparse, contiguous inputs: exercise exactly that path,
+    # including a kept element in the last block and an offset view that must fall back to nonzero().
+    from iou_lib.losses.lovasz import _positions
+
+    gen = torch.Generator().manual_seed(n + int(density * 1e4))
+    keep = torch.rand(n, generator=gen) < density
+    keep[-1] = density > 0
+    assert torch.equal(_positions(keep), keep.nonzero().squeeze(1))
+    view = keep[8:]
+    assert torch.equal(_positions(view), view.nonzero().squeeze(1))

@@ -64,7 +64,14 @@ def tversky(
     alpha, beta = _check_weight(alpha, "alpha"), _check_weight(beta, "beta")
     score = functools.partial(_tversky_score, alpha=alpha, beta=beta)
     return region_loss(
-        logits, target, score, per_image=per_image, smooth=smooth, empty=empty, ignore_index=ignore_index
+        logits,
+        target,
+        score,
+        per_image=per_image,
+        smooth=smooth,
+        empty=empty,
+        ignore_index=ignore_index,
+        tversky=(alpha, beta),
     )
 
 

@@ -55,7 +55,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from iou_lib.losses.registry import register
-from iou_lib.validation import binary_inputs, float_compute, multiclass_inputs
+from iou_lib.validation import binary_inputs, float_compute, multiclass_inputs, value_checks_enabled
 
 __all__ = ["lovasz_hinge", "lovasz_softmax"]
 
@@ -63,33 +63,44 @@ _INT32_MAX = 2**31 - 1
 
 
 def _sort_segments(
-    errors: Tensor, fg: Tensor, idx: Tensor, per_row: Tensor, group: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor]:
+    errors: Tensor, fg: Tensor, idx: Tensor, per_row: Tensor, row_segment: Tensor
+) -> tuple[Tensor, Tensor]:
     """Sort the positive flat ``errors[idx]`` by segment, then by decreasing value.
 
-    ``idx`` lists positions row by row, ``per_row`` counts them, ``group`` maps rows to segments (``None``:
-    one segment per row). Returns the permutation of ``idx`` and, in sorted order, the segment ids and
-    the foreground flags (int64).
+    ``idx`` lists positions row by row, ``per_row`` counts them, ``row_segment`` maps rows to segments.
+    Returns the permutation of ``idx`` and, in sorted order, the foreground flags (int64 0/1).
     """
-    seg = torch.repeat_interleave(per_row, output_size=idx.numel())
-    if group is not None:
-        seg = group.index_select(0, seg)
+    n_kept = idx.numel()
     values, is_fg = errors.index_select(0, idx), fg.index_select(0, idx) > 0
     if values.dtype == torch.float32:
         # A positive float32 read as int32 orders like its value, so the int64 key
-        # seg * 2**32 + 2 * (INT32_MAX - bits) + is_fg sorts exactly (ties: background first, which does
-        # not change the value) in one 1-D ascending integer sort, torch's radix path, for all segments.
-        keys = seg.bitwise_left_shift_(32).add_(2 * _INT32_MAX)
+        # segment * 2**32 + 2 * (INT32_MAX - bits) + is_fg sorts exactly (ties: background first, which
+        # does not change the value) in one 1-D ascending integer sort, torch's radix path.
+        base = row_segment.bitwise_left_shift(32).add_(2 * _INT32_MAX)
+        keys = base.repeat_interleave(per_row, output_size=n_kept)
         keys.sub_(values.abs_().view(torch.int32), alpha=2)  # abs: a NaN's sign bit
-        del seg, values  # (peak memory)
+        del values  # (peak memory)
         keys.add_(is_fg)
         del is_fg
         keys, perm = torch.sort(keys)
-        return perm, keys >> 32, keys & 1
+        return perm, keys.bitwise_and_(1)
     # float64 bit patterns leave no room for a segment id: two stable sorts (value, then segment).
+    seg = row_segment.repeat_interleave(per_row, output_size=n_kept)
     perm = torch.sort(values, descending=True, stable=True).indices
     perm = perm.index_select(0, torch.sort(seg.index_select(0, perm), stable=True).indices)
-    return perm, seg.index_select(0, perm), is_fg.index_select(0, perm).long()
+    return perm, is_fg.index_select(0, perm).long()
+
+
+def _positions(keep: Tensor, block: int = 8) -> Tensor:
+    """``keep.nonzero()`` of a flat bool tensor, faster when few are kept: bools read 8 at a time as
+    int64 find the non-empty blocks first, and only their elements are tested."""
+    if keep.numel() % block or keep.numel() < 2**16 or not keep.is_contiguous() or keep.storage_offset():
+        return keep.nonzero().squeeze(1)
+    blocks = keep.view(torch.int64).nonzero().squeeze(1)  # the view needs block == 8
+    if 4 * blocks.numel() * block > keep.numel():
+        return keep.nonzero().squeeze(1)
+    candidates = (blocks[:, None] * block + torch.arange(block, device=keep.device)).reshape(-1)
+    return candidates[keep.index_select(0, candidates)]
 
 
 @torch.no_grad()
@@ -102,38 +113,43 @@ def _extensions(
     times ``d error / d input`` (``1 - 2 [foreground]`` for both losses) and the kept count per segment.
     """
     n_rows, n_cols = errors.shape
-    idx = keep.reshape(-1).nonzero().squeeze(1)
+    idx = _positions(keep.reshape(-1))
     n_kept = idx.numel()
     counts = torch.zeros_like(n_fg)
     if n_kept == 0:  # no positive error anywhere: the loss and its gradient are exactly 0
         return errors.new_zeros(n_fg.shape), idx, errors.new_zeros(0), counts
     # nonzero() lists rows in order, so row sizes come from a binary search of the row boundaries.
     per_row = torch.diff(torch.searchsorted(idx, torch.arange(n_rows + 1, device=idx.device) * n_cols))
-    perm, seg, is_fg = _sort_segments(errors.reshape(-1), fg.reshape(-1), idx, per_row, group)
+    row_segment = torch.arange(n_rows, device=idx.device) if group is None else group
+    perm, is_fg = _sort_segments(errors.reshape(-1), fg.reshape(-1), idx, per_row, row_segment)
     pos = idx.index_select(0, perm)
     del idx, perm
-    # With f_k / b_k foreground / background pixels among the first k sorted errors of a segment, the
-    # weights need G - f_k and G + b_k: global cumsums corrected by the counts of the earlier segments.
+    # Segments are contiguous in sorted order. With f_k / b_k foreground / background pixels among the
+    # first k sorted errors of a segment, the weights need G - f_k and G + b_k: global cumulative counts
+    # corrected by per-segment constants (repeated over the segment's run).
     counts = per_row if group is None else counts.index_add_(0, group, per_row)
     starts = counts.cumsum(0) - counts
-    fg_cum = is_fg.cumsum(0)
-    fg_before = fg_cum.index_select(0, (starts - 1).clamp_min(0)) * (starts > 0)
     # float32 holds these integers exactly below 2**24
     dtype = errors.dtype if n_kept + int(n_fg.max()) < 2**24 else torch.float64
-    n = (n_fg + fg_before).to(dtype).index_select(0, seg).sub_(fg_cum)  # G - f_k
-    d = (n_fg - starts + fg_before).to(dtype).index_select(0, seg)
-    del seg
-    d += torch.arange(1, n_kept + 1, device=pos.device).sub_(fg_cum)  # G + b_k >= 1
-    del fg_cum
-    q = (d - 1).clamp_min_(1)
-    # 1/(G + b_k) on foreground, (G - f_k) / ((G + b_k)(G + b_k - 1)) on background
     fg_f = is_fg.to(dtype)
+    del is_fg
+    fg_cum = fg_f.cumsum(0)
+    fg_before = fg_cum.index_select(0, (starts - 1).clamp_min(0)) * (starts > 0)
+    n = (n_fg + fg_before).repeat_interleave(counts, output_size=n_kept).sub_(fg_cum)  # G - f_k
+    d = (n_fg - starts + fg_before - 1).repeat_interleave(counts, output_size=n_kept)
+    d += torch.arange(1, n_kept + 1, device=pos.device, dtype=dtype)
+    d.sub_(fg_cum)  # G + b_k - 1 >= 0
+    del fg_cum
+    q = d.clamp_min(1)
+    d += 1
+    # 1/(G + b_k) on foreground, (G - f_k) / ((G + b_k)(G + b_k - 1)) on background
     w = torch.addcmul(n, fg_f, q.sub(n)).div_(d.mul_(q))
-    del n, d, q, is_fg
+    del n, d, q
     # The first (background) error of a segment without foreground has weight 1: the closed form is 0/0.
     w.index_fill_(0, starts[(n_fg == 0) & (counts > 0)], 1.0)
-    # Segments are contiguous in sorted order; sum in float64: float32 loses ~1e-5 over 1e5 terms.
-    terms = (errors.reshape(-1).index_select(0, pos) * w).double()
+    # Sum per segment in float64: float32 loses ~1e-5 over 1e5 terms.
+    terms = errors.reshape(-1).index_select(0, pos)
+    terms = (terms.mul_(w) if dtype == terms.dtype else terms * w).double()
     losses = torch.segment_reduce(terms, "sum", lengths=counts).to(errors.dtype)
     coeff = torch.addcmul(w, w, fg_f, value=-2).to(errors.dtype)  # w * (1 - 2 [foreground])
     return losses, pos, coeff, counts
@@ -243,9 +259,11 @@ def lovasz_hinge(
     z, y = binary_inputs(logits, target)  # ignored pixels now have target 0: never foreground
     with float_compute(z.device):
         n_images = z.shape[0]
-        errors = z.detach().mul(y.mul(2).sub_(1)).neg_().add_(1)
+        # 1 - z (2y - 1): z (2y - 1) is exact, so this rounds once, like the plain formula
+        errors = torch.addcmul(z.new_ones(()), z.detach(), y.mul(2).sub_(1), value=-1)
         # Every positive error may carry weight: the smallest foreground hinge error is rarely positive.
-        keep = ~(errors <= 0)  # NaN is kept: with the value checks off it reaches the loss
+        # NaN is kept: with the value checks off it reaches the loss (with them on there is none)
+        keep = errors > 0 if value_checks_enabled() else ~(errors <= 0)
         if valid is not None:
             keep &= valid
         count_dtype = y.dtype if y.numel() < 2**24 else torch.float64  # exact integer sums

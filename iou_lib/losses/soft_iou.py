@@ -17,7 +17,9 @@ label:
 
 :class:`SoftIoURatio` computes ``I/U`` in its forward pass and applies exactly this formula in its
 backward pass (autograd then chains it through the sigmoid or softmax); the tests check it against plain
-autograd and with float64 ``gradcheck``.
+autograd and with float64 ``gradcheck``. Without ``ignore_index``, :func:`soft_iou` takes the fused path of
+:func:`iou_lib.losses.region.region_loss` (the Tversky index at :math:`\alpha = \beta = 1`): the same
+formula with the sigmoid or softmax folded into one closed-form backward.
 """
 
 from __future__ import annotations
@@ -102,4 +104,5 @@ def soft_iou(
         smooth=smooth,
         empty=empty,
         ignore_index=ignore_index,
+        tversky=(1.0, 1.0),
     )
