@@ -112,21 +112,43 @@ class GradientExplorer:
         self._fixed = {"size": size, "n": n, "seed": seed}
         kw = {"style": {"description_width": "160px"}, "layout": w.Layout(width="420px")}
         # The foreground-fraction slider comes first: the browser test moves the first slider.
-        self.fg_frac = w.FloatLogSlider(value=0.05, base=10, min=-2.5, max=-0.3, step=0.05,
-                                        readout_format=".3f", description="foreground fraction", **kw)
+        self.fg_frac = w.FloatLogSlider(
+            value=0.05,
+            base=10,
+            min=-2.5,
+            max=-0.3,
+            step=0.05,
+            readout_format=".3f",
+            description="foreground fraction",
+            **kw,
+        )
         self.n_objects = w.IntSlider(value=4, min=1, max=12, description="objects (fewer: bigger)", **kw)
-        self.confidence = w.FloatSlider(value=0.0, min=-4.0, max=4.0, step=0.25,
-                                        description="confidence (margin)", **kw)
-        self.bias = w.FloatSlider(value=0.0, min=-5.0, max=2.0, step=0.25,
-                                  description="bias (< 0: background)", **kw)
+        self.confidence = w.FloatSlider(
+            value=0.0, min=-4.0, max=4.0, step=0.25, description="confidence (margin)", **kw
+        )
+        self.bias = w.FloatSlider(
+            value=0.0, min=-5.0, max=2.0, step=0.25, description="bias (< 0: background)", **kw
+        )
         self.noise = w.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.25, description="logit noise", **kw)
-        self.loss = w.Dropdown(options=list(losses), value="soft_iou" if "soft_iou" in losses else losses[0],
-                               description="loss", **kw)
+        self.loss = w.Dropdown(
+            options=list(losses),
+            value="soft_iou" if "soft_iou" in losses else losses[0],
+            description="loss",
+            **kw,
+        )
         self.per_image = w.Checkbox(value=True, description="per image (off: pool batch)", **kw)
         self.empty_image = w.Checkbox(value=False, description="make the last image empty", **kw)
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
-        self.controls = [self.fg_frac, self.n_objects, self.confidence, self.bias, self.noise, self.loss,
-                         self.per_image, self.empty_image]
+        self.controls = [
+            self.fg_frac,
+            self.n_objects,
+            self.confidence,
+            self.bias,
+            self.noise,
+            self.loss,
+            self.per_image,
+            self.empty_image,
+        ]
         columns = w.HBox([w.VBox(self.controls[:4]), w.VBox(self.controls[4:])])
         self.widget = w.VBox([columns, self.image])
         for control in self.controls:
@@ -141,9 +163,15 @@ class GradientExplorer:
     def update(self) -> None:
         """Recompute the state from the controls and redraw the figure in the output area."""
         self.state = explorer_state(
-            fg_frac=self.fg_frac.value, n_objects=self.n_objects.value, confidence=self.confidence.value,
-            noise=self.noise.value, bias=self.bias.value, loss=self.loss.value,
-            per_image=self.per_image.value, empty_image=self.empty_image.value, **self._fixed,
+            fg_frac=self.fg_frac.value,
+            n_objects=self.n_objects.value,
+            confidence=self.confidence.value,
+            noise=self.noise.value,
+            bias=self.bias.value,
+            loss=self.loss.value,
+            per_image=self.per_image.value,
+            empty_image=self.empty_image.value,
+            **self._fixed,
         )
         self.per_image.disabled = self.state.per_image is None
         self.figure = explorer_figure(self.state)
