@@ -1,0 +1,137 @@
+"""iou_lib.reporting: intervals, paired differences, tables and figures from tidy result rows."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from iou_lib import reporting
+
+
+def rows(loss, seed, value, metric="miou_d", **extra):
+    base = {"run": f"{loss}_s{seed}", "data": "synthetic", "fg_frac": 0.02, "class_name": "", "loss": loss,
+            "model": "unet", "seed": seed, "split": "test", "epoch": 2, "metric": metric, "value": value}
+    return {**base, **extra}
+
+
+@pytest.fixture
+def table():
+    vals = {"bce": [0.10, 0.20, 0.30], "soft_iou": [0.40, 0.42, 0.50]}
+    out = [rows(loss, s, v) for loss, vs in vals.items() for s, v in enumerate(vs)]
+    out += [rows("bce", 0, 0.99, epoch=1)]  # an earlier epoch: never used
+    out += [rows(loss, s, 0.5, split="val", epoch=e, metric="miou_d") for loss in vals for s in range(3)
+            for e in (1, 2)]
+    out += [rows(loss, s, 1.0 / e, split="train", epoch=e, metric="loss") for loss in vals for s in range(3)
+            for e in (1, 2)]
+    return pd.DataFrame(out)
+
+
+def test_t_interval_matches_the_t_quantile():
+    v = np.array([0.5, 0.6, 0.7])
+    lo, hi = reporting.t_interval(v)
+    half = 4.302653 * v.std(ddof=1) / math.sqrt(3)  # t(0.975, 2) from tables
+    assert lo == pytest.approx(0.6 - half, abs=1e-5) and hi == pytest.approx(0.6 + half, abs=1e-5)
+    assert reporting.t_interval([0.3]) == (0.3, 0.3)
+    assert all(math.isnan(x) for x in reporting.t_interval([]))
+
+
+def test_final_values_takes_each_runs_last_epoch(table):
+    final = reporting.final_values(table)
+    assert len(final) == 6 and 0.99 not in final["value"].tolist()
+
+
+def test_paired_differences_pair_by_seed(table):
+    d = reporting.paired_differences(table, baseline="bce", by=())
+    assert d["loss"].eq("soft_iou").all()
+    np.testing.assert_allclose(d.sort_values("seed")["diff"], [0.30, 0.22, 0.20])
+    # a seed without a baseline run is left out, not compared with another seed
+    d = reporting.paired_differences(table[table["run"] != "bce_s2"], baseline="bce", by=())
+    assert sorted(d["seed"]) == [0, 1]
+    with pytest.raises(ValueError, match="baseline 'focal' has no runs"):
+        reporting.paired_differences(table, baseline="focal", by=())
+    with pytest.raises(ValueError, match="lacks the columns"):
+        reporting.paired_differences(table.drop(columns="seed"), by=())
+
+
+def test_results_table_formats_mean_and_interval_in_row_order(table):
+    t = reporting.results_table(table, {"miou_d": "IoU"})
+    assert list(t.index) == ["bce", "soft_iou"]
+    lo, hi = reporting.t_interval([0.1, 0.2, 0.3])
+    assert t.loc["bce", "IoU"] == f"0.200 ± {(hi - lo) / 2:.3f}"
+    one = reporting.results_table(table[table["seed"] == 0], {"miou_d": "IoU"})
+    assert one.loc["soft_iou", "IoU"] == "0.400"  # one run: no interval
+
+
+def test_class_table_binary_and_multiclass():
+    binary = pd.DataFrame([rows(loss, 0, v, class_name=c, run=f"{c}_{loss}")
+                           for c, loss, v in [("car", "bce", 0.6), ("car", "soft_iou", 0.7),
+                                              ("pedestrian", "bce", 0.1), ("pedestrian", "soft_iou", 0.3)]])
+    t = reporting.class_table(binary)
+    assert list(t.index) == ["Car", "Pedestrian", "mean"] and list(t.columns) == ["bce", "soft_iou"]
+    assert t.loc["mean", "soft_iou"] == pytest.approx(0.5)
+    multi = pd.DataFrame([rows(loss, 0, v, metric=m, run=loss) for loss, vals in
+                          {"cross_entropy": (0.9, 0.1, 0.5), "lovasz_softmax": (0.8, 0.3, 0.55)}.items()
+                          for m, v in zip(("iou_d/Sky", "iou_d/Pole", "miou_d"), vals, strict=True)])
+    t = reporting.class_table(multi)
+    assert list(t.index) == ["Sky", "Pole", "mIoU"]
+    assert t.loc["Pole", "lovasz_softmax"] == pytest.approx(0.3) and t.loc["mIoU", "cross_entropy"] == 0.5
+    with pytest.raises(ValueError, match="mixes binary"):
+        reporting.class_table(pd.concat([binary, multi]))
+
+
+def test_figures_draw_the_data(table):
+    fig = reporting.mean_ci_plot(table, "miou_d")
+    assert isinstance(fig, Figure)
+    dots = np.concatenate([c.get_offsets()[:, 1] for c in fig.axes[0].collections if len(c.get_offsets())])
+    assert sorted(np.round(dots, 2))[:6] == [0.1, 0.2, 0.3, 0.4, 0.42, 0.5]  # every seed drawn
+    fig = reporting.paired_difference_plot(reporting.paired_differences(table, by=()), x="loss", hue=None)
+    assert isinstance(fig, Figure) and fig.axes[0].get_lines()
+    fig = reporting.learning_curves(table)
+    assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes] == ["train loss", "val miou_d"]
+    with pytest.raises(ValueError, match="no test curve_d"):
+        reporting.threshold_curves(table)
+    curve = pd.DataFrame([rows("bce", 0, t, metric=f"curve_d@{t:.2f}") for t in (0.25, 0.5, 0.75)])
+    assert isinstance(reporting.threshold_curves(curve), Figure)
+
+
+def test_predictions_side_by_side_titles_show_iou_and_leave_out_ignored_pixels():
+    x = torch.rand(2, 3, 4, 4)
+    y = torch.zeros(2, 4, 4, dtype=torch.long)
+    y[:, :2] = 1
+    y[1, 3] = 255  # ignored row
+    p = torch.zeros(2, 4, 4)
+    p[:, :1] = 0.9  # half of the foreground
+    p[1, 3] = 0.9  # false positives on ignored pixels: not counted
+    fig = reporting.predictions_side_by_side(x, y, {"model": p})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 6 and titles[2] == "model\nIoU 0.50" and titles[5] == "IoU 0.50"
+    with pytest.raises(ValueError, match="images must be a"):
+        reporting.predictions_side_by_side(x[:, :1], y, {})
+    with pytest.raises(ValueError, match="probs\\['m'\\]"):
+        reporting.predictions_side_by_side(x, y, {"m": p[:1]})
+
+
+def test_camvid_available_decides_without_raising(tmp_path, monkeypatch):
+    assert reporting.camvid_available(tmp_path) is None  # empty folder
+    monkeypatch.setenv("IOU_DATA_DIR", str(tmp_path))
+    assert reporting.camvid_available() is None
+    monkeypatch.delenv("IOU_DATA_DIR")
+    assert reporting.camvid_available() is None  # nothing configured
+    (tmp_path / "camvid" / "train" / "labels").mkdir(parents=True)
+    assert reporting.camvid_available(tmp_path) == tmp_path / "camvid"
+
+
+def test_stored_results_prefers_gpu_and_says_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="synthetic_gpu.csv, synthetic_cpu.csv"):
+        reporting.stored_results("synthetic", tmp_path)
+    for profile in ("cpu", "gpu"):
+        pd.DataFrame([rows("bce", 0, 0.5 if profile == "gpu" else 0.1)]).to_csv(tmp_path / f"s_{profile}.csv")
+        prov = {"profile": profile, "table": f"s_{profile}.csv"}
+        (tmp_path / f"s_{profile}.json").write_text(json.dumps(prov))
+    table, prov = reporting.stored_results("s", tmp_path)
+    assert prov["profile"] == "gpu" and table["value"].tolist() == [0.5]
+    assert "STORED results (s_gpu.csv)" in reporting.provenance_text(prov)
