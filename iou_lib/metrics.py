@@ -52,6 +52,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from iou_lib.validation import label_inputs
@@ -303,7 +304,7 @@ class IoUAccumulator:
     Keeps one int64 confusion matrix (data-set IoU, Dice, accuracy) and running sums of per-image IoU
     (mIoU^I), so memory does not grow with the data set. Conventions as in the module docstring. The state
     lives on the device of the first batch (no host sync per batch), and every tensor attribute is an
-    additive count: accumulators of several processes combine by summing their tensors and ``n_images``.
+    additive count: accumulators of several processes combine with :meth:`all_reduce`.
 
     >>> import torch
     >>> acc = IoUAccumulator(num_classes=2)
@@ -357,6 +358,25 @@ class IoUAccumulator:
         self._image_sum += image_mean.nan_to_num(0.0).sum()
         self._image_count += image_scored.sum()
         self.n_images += cm.shape[0]
+
+    @torch.no_grad()
+    def all_reduce(self, device: torch.device | str | None = None) -> None:
+        """Sum the state over all ranks of ``torch.distributed``'s default group (DDP evaluation).
+
+        Every rank must call it; afterwards each holds the counts of the whole data set. ``device`` is
+        where the reduction runs (the backend's device: CUDA for NCCL, CPU for gloo; default: the state's
+        own device). A no-op when no process group is initialised.
+        """
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        for key, value in list(vars(self).items()):
+            if isinstance(value, Tensor):
+                reduced = value.to(device or value.device)
+                dist.all_reduce(reduced)
+                setattr(self, key, reduced.to(value.device))
+        n = torch.tensor(self.n_images, device=device or self.confusion.device)
+        dist.all_reduce(n)
+        self.n_images = int(n)
 
     def compute(self) -> IoUSummary:
         """The summary of everything seen since construction or :meth:`reset`."""

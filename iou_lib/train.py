@@ -375,18 +375,6 @@ def _to_device(x: Tensor, y: Tensor, device: torch.device, channels_last: bool) 
 
 
 # --------------------------------------------------------------------------------------------- evaluation
-def _all_reduce_accumulator(acc: IoUAccumulator, device: torch.device) -> None:
-    """Sum an accumulator's state over ranks: every tensor attribute and ``n_images`` are additive counts."""
-    for key, value in vars(acc).items():
-        if isinstance(value, Tensor):
-            t = value.to(device)
-            dist.all_reduce(t)
-            setattr(acc, key, t.to(value.device))
-    n = torch.tensor(acc.n_images, device=device)
-    dist.all_reduce(n)
-    acc.n_images = int(n)
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -432,7 +420,7 @@ def evaluate(
         model.train(was_training)
     if dist.is_available() and dist.is_initialized():
         for acc in accs.values():
-            _all_reduce_accumulator(acc, device if device.type == "cuda" else torch.device("cpu"))
+            acc.all_reduce(device if device.type == "cuda" else torch.device("cpu"))
     summaries = {t: acc.compute() for t, acc in accs.items()}
     s = summaries[0.5]
     if binary:
