@@ -414,3 +414,77 @@ def test_sparse_position_search_equals_nonzero(n, density):
     assert torch.equal(_positions(keep), keep.nonzero().squeeze(1))
     view = keep[8:]
     assert torch.equal(_positions(view), view.nonzero().squeeze(1))
+
+
+def distinct_logits(b, h, w, seed=0):
+    """float32 logits (4k + 1) / 4096 with distinct k: no two hinge errors tie (exact in float32)."""
+    k = torch.randperm(b * h * w, generator=torch.Generator().manual_seed(seed)) - b * h * w // 2
+    return ((4 * k + 1).float() / 4096).reshape(b, 1, h, w)
+
+
+@pytest.mark.parametrize("dense_share", [0.0, 2.0])  # always / never sort all errors
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("ignore_index", [None, 255])
+def test_float32_sort_all_and_compacting_paths_match_definition(
+    monkeypatch, dense_share, per_image, ignore_index
+):
+    import iou_lib.losses.lovasz as lovasz_module
+
+    monkeypatch.setattr(lovasz_module, "_DENSE_SHARE", dense_share)
+    y = blobs(3, 32, 32)
+    y[1] = 0  # an image without foreground
+    if ignore_index is not None:
+        y[0, :5] = ignore_index
+        y[2, :, :3] = ignore_index
+    z = distinct_logits(3, 32, 32).requires_grad_()
+    z_ref = z.detach().double().requires_grad_()
+    loss = lovasz_hinge(z, y, per_image=per_image, ignore_index=ignore_index)
+    expected = ref_hinge(z_ref, y, per_image=per_image, ignore_index=ignore_index)
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-6, atol=1e-7)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(z.grad.double(), z_ref.grad, rtol=1e-5, atol=1e-8)
+    with torch.no_grad():  # the forward without the backward's weights
+        assert lovasz_hinge(z, y, per_image=per_image, ignore_index=ignore_index) == loss
+    t = torch.randint(0, 4, (2, 24, 24), generator=torch.Generator().manual_seed(1))
+    zc = torch.randn(2, 4, 24, 24, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    zc_ref = zc.detach().double().requires_grad_()
+    loss = lovasz_softmax(zc, t, per_image=per_image, classes="all")
+    expected = ref_softmax(zc_ref, t, per_image=per_image, classes="all")
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-6, atol=1e-7)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(zc.grad.double(), zc_ref.grad, rtol=1e-5, atol=1e-8)
+
+
+def test_sort_all_path_with_a_wide_error_range_uses_int64_keys(monkeypatch):
+    """Errors from 2**-24 to 1e30 leave no room for four segments in int32 keys: int64 keys, same loss."""
+    key_dtypes = []
+    sort = torch.sort
+
+    def spy(keys, *args, **kwargs):
+        key_dtypes.append(keys.dtype)
+        return sort(keys, *args, **kwargs)
+
+    y = blobs(4, 16, 16)
+    z = distinct_logits(4, 16, 16, seed=3)
+    z[:, 0, 0, 0] = torch.where(y[:, 0, 0] > 0, 1 - 2.0**-24, 1e30)  # errors 2**-24 (fg) or 1 + 1e30
+    z[:, 0, 0, 1] = torch.where(y[:, 0, 1] > 0, -1e30, 1 - 2.0**-24)
+    z[:, 0, 1] = 3 * (2 * y[:, 1] - 1)  # non-positive errors: keyed to the end of their image
+    z.requires_grad_()
+    z_ref = z.detach().double().requires_grad_()
+    import iou_lib.losses.lovasz as lovasz_module
+
+    def compacting_path(*args):
+        raise AssertionError("the compacting path ran")
+
+    monkeypatch.setattr(lovasz_module, "_extensions", compacting_path)
+    monkeypatch.setattr(torch, "sort", spy)
+    loss = lovasz_hinge(z, y)
+    monkeypatch.setattr(torch, "sort", sort)
+    assert key_dtypes == [torch.int64]
+    expected = ref_hinge(z_ref, y)
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-6, atol=1e-7)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(z.grad.double(), z_ref.grad, rtol=1e-5, atol=1e-8)

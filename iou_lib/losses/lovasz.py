@@ -29,7 +29,11 @@ The kept errors of all rows are sorted in one call on 1-D integer keys (segment 
 pattern of the positive float32 error, which orders like the value), which takes ``torch.sort``'s
 radix path; the weights come from cumulative counts; the loss is the sum of the kept errors times
 these weights (per segment, in float64), and since the order is piecewise constant the backward pass
-only scatters the weights to the kept pixels (a custom autograd function).
+only scatters the weights to the kept pixels (a custom autograd function). When most float32 errors are
+kept (early in training), compacting them costs more than it saves: all errors are sorted instead, on
+int32 keys when the range of the kept bit patterns allows, with the others keyed to the end of their
+segment (error and weight 0); the weights follow from integer cumulative counts and the loss from a
+float32 pairwise sum (relative error about 1e-7 against float64 on 2**21 errors).
 
 **Empty foreground.** :math:`\Delta_J(M) = 1` for any non-empty :math:`M` when :math:`y = \emptyset`, so
 the extension of a row without foreground is its **largest error** (``max(0, max_i 1 + z_i)`` for the
@@ -55,7 +59,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from iou_lib.losses.registry import register
-from iou_lib.validation import binary_inputs, float_compute, multiclass_inputs, value_checks_enabled
+from iou_lib.validation import binary_inputs, float_compute, multiclass_inputs
 
 __all__ = ["lovasz_hinge", "lovasz_softmax"]
 
@@ -155,6 +159,89 @@ def _extensions(
     return losses, pos, coeff, counts
 
 
+def _kept_bits(errors: Tensor, keep: Tensor | None) -> Tensor:
+    """int32 bit patterns of the kept float32 ``errors`` (NaN made positive), 0 for the others, computed
+    in place: ``errors`` then holds the kept errors (absolute values) and 0 elsewhere.
+
+    ``keep=None`` keeps the positive errors and NaN, without any bool tensor (slow on CPU).
+    """
+    if keep is None:  # clamp_min keeps NaN; the mask clears the sign of -0.0 and of a NaN
+        return errors.clamp_min_(0).view(torch.int32).bitwise_and_(_INT32_MAX)
+    return errors.view(torch.int32).bitwise_and_(_INT32_MAX).mul_(keep)
+
+
+@torch.no_grad()
+def _dense_extensions(
+    errors: Tensor, fg: Tensor, bits: Tensor, segment: Tensor, n_fg: Tensor, need_grad: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The extension of every segment from one sort of **all** float32 errors (most of them kept).
+
+    ``bits`` are the :func:`_kept_bits` (consumed); ``segment`` ``(R,)`` maps rows to segments, each of
+    the same number of rows. The key of an error holds its segment, ``p`` = its bit pattern relative to
+    the smallest kept one, and whether it is background (ties: background first, as in the compacting
+    path); a non-kept error gets ``p = 0``, so it sorts after the kept errors of its segment, which
+    keeps the cumulative counts of the kept prefix exact, and it gets error and weight 0. Integer and
+    float arithmetic only (bool masks are slow on CPU). Returns the losses ``(S,)``, the permutation of
+    the flat positions and, if ``need_grad``, the weights times ``1 - 2 [foreground]`` in sorted order
+    ``(S, L)`` (else an empty tensor).
+    """
+    n_seg = n_fg.numel()
+    seg_len = errors.numel() // n_seg
+    device = errors.device
+    hi = int(bits.max())
+    lo = int(bits.sub(1).bitwise_and_(_INT32_MAX).min())  # smallest kept pattern - 1 (non-kept wrap)
+    # int32 keys (half the radix passes of int64) if they fit, with 2 p + 1 below 2**31
+    small = max(n_seg, 2) * 2 * (hi - lo + 1) <= 2**32
+    lo = lo if small else 0
+    span = 2 * (hi - lo + 1)  # key values v = 2 p + [background]: 0..span-1 per segment
+    seg_ids = torch.arange(n_seg, device=device)
+    # the key of v in segment s is offset[s] - v, so larger errors come first
+    offset = seg_ids * span + (span - 1 - (2**31 if small else 0))
+    if small:
+        offset = offset.to(torch.int32)
+        v = bits.clamp_min_(lo).sub_(lo)
+    else:
+        v = bits.long()
+    del bits
+    # fg in {0.0, 1.0}: bit 29 of its pattern is the flag
+    is_fg = fg.view(torch.int32).bitwise_right_shift(29).bitwise_and_(1)
+    keys = v.mul_(2).add_(1).sub_(is_fg).neg_().add_(offset.index_select(0, segment)[:, None])
+    del is_fg
+    keys = keys.view(-1)
+    in_place = (keys, torch.empty(0, dtype=torch.int64, device=device)) if device.type == "cpu" else None
+    keys, perm = torch.sort(keys, out=in_place)  # CPU: sorted in place (peak memory)
+    v = keys.view(n_seg, seg_len).sub_(offset[:, None]).neg_()
+    del keys
+    # weights from cumulative counts (exact in float32 below 2**24)
+    dtype = errors.dtype if seg_len + int(n_fg.max()) < 2**24 else torch.float64
+    sign = v.bitwise_and(1)  # [background]
+    d = sign.cumsum(1, dtype=sign.dtype).add_(n_fg.to(sign.dtype)[:, None] - 1).to(dtype)  # G + b_k - 1
+    p = v.bitwise_right_shift_(1)
+    kept = p.clamp_max(1)  # 1 on the kept prefix of each segment, 0 after
+    values = p.add_(lo).to(torch.int32).view(errors.dtype).mul_(kept)
+    sign.mul_(2).sub_(1).mul_(kept)  # 1 - 2 [foreground] where kept, 0 after
+    del v, p, kept
+    # r = (G - f_k) / (G + b_k - 1); its only 0/0 are on the first error of a segment without foreground
+    # (weight set to 1 below) and on foreground errors (whose weight does not use r)
+    r = d.sub(torch.arange(seg_len, device=device, dtype=dtype)).div_(d).nan_to_num_(0)
+    # w = r / (G + b_k) on background, 1 / (G + b_k) on foreground: (r - 1) (1 + sign) / 2 + 1
+    w = r.sub_(1).mul_(sign.add_(1)).div_(2).add_(1).div_(d.add_(1))
+    sign.sub_(1)
+    del d
+    w[:, 0].masked_fill_(n_fg == 0, 1.0)  # the 0/0 of a segment without foreground: weight 1
+    terms = values.mul_(w) if dtype == values.dtype else values * w
+    losses = terms.sum(1).to(errors.dtype)  # a pairwise (cascade) sum: accurate in float32
+    del terms, values
+    if not need_grad:
+        return losses, perm, errors.new_empty(0)
+    coeff = w.mul_(sign).to(errors.dtype)  # w (1 - 2 [foreground]), 0 where not kept
+    return losses, perm, coeff
+
+
+# Share of kept errors from which sorting all errors beats compacting the kept ones first.
+_DENSE_SHARE = 0.5
+
+
 class _LovaszExtensions(torch.autograd.Function):
     """The extension of each segment as a function of the flat input ``x`` the errors come from.
 
@@ -165,31 +252,58 @@ class _LovaszExtensions(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x: Tensor, errors: Tensor, fg: Tensor, keep: Tensor, group: Tensor | None, n_fg: Tensor
+        ctx: Any,
+        x: Tensor,
+        errors: Tensor,
+        fg: Tensor,
+        keep: Tensor | None,
+        group: Tensor | None,
+        n_fg: Tensor,
     ) -> Tensor:
+        ctx.numel = x.numel()
+        ctx.dense = False
+        n_rows, n_seg = errors.shape[0], n_fg.numel()
+        # which path: the share of kept errors in a sample of about 4096 (either path is exact)
+        sample = (errors if keep is None else keep).reshape(-1)[:: max(1, errors.numel() // 4096)]
+        n_sampled = int((sample > 0 if keep is None else sample).count_nonzero())
+        dense = errors.dtype == torch.float32 and 0 < n_sampled >= _DENSE_SHARE * sample.numel()
+        if dense and (
+            group is None or bool((torch.bincount(group, minlength=n_seg) * n_seg == n_rows).all())
+        ):
+            segment = torch.arange(n_rows, device=x.device) if group is None else group
+            bits = _kept_bits(errors, keep)
+            losses, perm, coeff = _dense_extensions(errors, fg, bits, segment, n_fg, ctx.needs_input_grad[0])
+            ctx.save_for_backward(perm, coeff, segment)
+            ctx.dense = True
+            return losses
+        if keep is None:
+            keep = ~(errors <= 0)  # NaN kept
         losses, pos, coeff, counts = _extensions(errors, fg, keep, group, n_fg)
         ctx.save_for_backward(pos, coeff, counts)
-        ctx.numel = x.numel()
         return losses
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         pos, coeff, counts = ctx.saved_tensors
+        if ctx.dense:  # pos permutes every position, coeff is (S, L) in sorted order, counts = segment
+            out = grad.new_empty(ctx.numel).scatter_(0, pos, coeff.view(-1))
+            out.view(counts.numel(), -1).mul_(grad.index_select(0, counts)[:, None])
+            return out, None, None, None, None, None
         per_kept = coeff * grad.repeat_interleave(counts, output_size=coeff.numel())
         return grad.new_zeros(ctx.numel).scatter_(0, pos, per_kept), None, None, None, None, None
 
 
 def _segment_losses(
-    x: Tensor, errors: Tensor, fg: Tensor, keep: Tensor, group: Tensor | None, n_fg: Tensor
+    x: Tensor, errors: Tensor, fg: Tensor, keep: Tensor | None, group: Tensor | None, n_fg: Tensor
 ) -> Tensor:
     """The Lovász extension of the Jaccard loss of every segment ``(S,)``, differentiable in ``x``.
 
-    ``errors`` ``(R, M)`` (detached) are elementwise in ``x`` (same number of elements, same flat order);
-    ``fg`` ``(R, M)`` 0/1 marks the valid foreground; ``keep`` ``(R, M)`` bool the positive errors that
-    may carry weight (all others have weight 0); ``group`` ``(R,)`` maps each row to its segment, the
-    unit one extension is computed for (``None``: one segment per row); ``n_fg`` ``(S,)`` int64 holds
-    each segment's foreground count.
+    ``errors`` ``(R, M)`` (detached; overwritten) are elementwise in ``x`` (same number of elements, same
+    flat order); ``fg`` ``(R, M)`` 0/1 marks the valid foreground; ``keep`` ``(R, M)`` bool the positive
+    errors that may carry weight (all others have weight 0; ``None``: the positive ones); ``group``
+    ``(R,)`` maps each row to its segment, the unit one extension is computed for (``None``: one
+    segment per row); ``n_fg`` ``(S,)`` int64 holds each segment's foreground count.
     """
     return _LovaszExtensions.apply(x.reshape(-1), errors, fg, keep, group, n_fg)
 
@@ -259,13 +373,11 @@ def lovasz_hinge(
     z, y = binary_inputs(logits, target)  # ignored pixels now have target 0: never foreground
     with float_compute(z.device):
         n_images = z.shape[0]
-        # 1 - z (2y - 1): z (2y - 1) is exact, so this rounds once, like the plain formula
-        errors = torch.addcmul(z.new_ones(()), z.detach(), y.mul(2).sub_(1), value=-1)
+        # 1 - z (2y - 1) = (z - 2 z y) + 1: z - 2 z y = -+z is exact, so this rounds once, like the formula
+        errors = torch.addcmul(z.detach(), z.detach(), y, value=-2).add_(1)
         # Every positive error may carry weight: the smallest foreground hinge error is rarely positive.
         # NaN is kept: with the value checks off it reaches the loss (with them on there is none)
-        keep = errors > 0 if value_checks_enabled() else ~(errors <= 0)
-        if valid is not None:
-            keep &= valid
+        keep = None if valid is None else ~(errors <= 0) & valid  # None: the positive errors
         count_dtype = y.dtype if y.numel() < 2**24 else torch.float64  # exact integer sums
         if per_image:
             group = None
