@@ -117,17 +117,8 @@ def _float_channel(t: Tensor) -> Tensor:
     return t.unsqueeze(1).float()
 
 
-def _binary_groups(available: dict[str, str]) -> list[Group]:
-    has = {k: not v.startswith("not importable") for k, v in available.items()}
-    hinge = [
-        Impl("iou_lib.lovasz_hinge", "iou_lib", lovasz_hinge),
-        Impl(
-            "baseline.lovasz_hinge_loop",
-            "baseline",
-            baselines.lovasz_hinge_loop,
-            equals="iou_lib.lovasz_hinge",
-        ),
-    ]
+def _region_impls() -> tuple[list[Impl], list[Impl], list[Impl]]:
+    """Our soft IoU, soft Dice and Tversky (per image, MONAI's empty-image rule) and their baselines."""
     iou = [
         Impl("iou_lib.soft_iou", "iou_lib", functools.partial(soft_iou, per_image=True, empty="raw")),
         Impl(
@@ -146,6 +137,21 @@ def _binary_groups(available: dict[str, str]) -> list[Group]:
     tv = [
         Impl("iou_lib.tversky", "iou_lib", functools.partial(tversky, per_image=True, empty="raw", **TVERSKY))
     ]
+    return iou, dice, tv
+
+
+def _binary_groups(available: dict[str, str]) -> list[Group]:
+    has = {k: not v.startswith("not importable") for k, v in available.items()}
+    hinge = [
+        Impl("iou_lib.lovasz_hinge", "iou_lib", lovasz_hinge),
+        Impl(
+            "baseline.lovasz_hinge_loop",
+            "baseline",
+            baselines.lovasz_hinge_loop,
+            equals="iou_lib.lovasz_hinge",
+        ),
+    ]
+    iou, dice, tv = _region_impls()
     metric = [
         Impl(
             "iou_lib.binary_iou",
@@ -245,24 +251,7 @@ def _multiclass_groups(available: dict[str, str], n_classes: int) -> list[Group]
             functools.partial(lovasz_softmax, per_image=True, classes="all"),
         ),
     ]
-    iou = [
-        Impl("iou_lib.soft_iou", "iou_lib", functools.partial(soft_iou, per_image=True, empty="raw")),
-        Impl(
-            "baseline.soft_iou_autograd", "baseline", baselines.soft_iou_autograd, equals="iou_lib.soft_iou"
-        ),
-    ]
-    dice = [
-        Impl("iou_lib.soft_dice", "iou_lib", functools.partial(soft_dice, per_image=True, empty="raw")),
-        Impl(
-            "baseline.soft_dice_autograd",
-            "baseline",
-            baselines.soft_dice_autograd,
-            equals="iou_lib.soft_dice",
-        ),
-    ]
-    tv = [
-        Impl("iou_lib.tversky", "iou_lib", functools.partial(tversky, per_image=True, empty="raw", **TVERSKY))
-    ]
+    iou, dice, tv = _region_impls()
     metric = [
         Impl(
             "iou_lib.mean_iou",
