@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh lab
-exec .venv/bin/jupyter lab notebooks/00_welcome.ipynb "$@"
+args=()
+[ "$(id -u)" = "0" ] && args+=(--allow-root)  # containers and cloud machines often run as root
+exec .venv/bin/jupyter lab "${args[@]}" notebooks/00_welcome.ipynb "$@"
