@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from iou_lib import config as _config
@@ -26,44 +26,27 @@ from iou_lib.train import DataSpec, TrainConfig, fit, loss_names, parse_schedule
 __all__ = ["build_parser", "main"]
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 0.9], got {text!r}") from None
-    if not 0 <= value <= 0.9:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 0.9], got {value}")
-    return value
+def _checked(
+    cast: Callable[[str], float], ok: Callable[[float], bool], expected: str
+) -> Callable[[str], float]:
+    """An argparse ``type``: ``cast`` the text, then require ``ok(value)``; errors say what was expected."""
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
+_fraction = _checked(float, lambda v: 0 <= v <= 0.9, "a number in [0, 0.9]")
+_positive = _checked(int, lambda v: v >= 1, "a positive integer")
+_non_negative = _checked(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _checked(float, lambda v: v > 0, "a number > 0")
 
 
 def _loss_spec(text: str) -> str:
