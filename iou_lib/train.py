@@ -123,6 +123,7 @@ class DataSpec:
     scale: int = 1
     augment: bool = False
     crop: int | None = None
+    size: tuple[int, int] | None = None  # folder data: resize every image and mask to (H, W)
 
     def __post_init__(self) -> None:
         if self.kind not in ("synthetic", "folder", "camvid"):

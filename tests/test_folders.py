@@ -71,8 +71,10 @@ def test_binary_view_of_folder_masks_maps_ignore(tmp_path):
         ("range", ValueError, r"mask .*a.png has values \[5\] out of range: expected 0/1 or 0/255"),
         ("classes", ValueError, r"values \[5\] out of range: expected class indices 0..2"),
         ("size", ValueError, r"image a.png is 6x4 but its mask a.png is 5x4"),
-        ("sizes", ValueError, r"images have different sizes .*pass size=\(H, W\)"),
+        ("sizes", ValueError, r"images have different sizes .*--size H W"),
         ("rgb", ValueError, "must be single-channel"),
+        ("truncated", ValueError, r"cannot read image .*a\.png: image file is truncated"),
+        ("not_image", ValueError, r"cannot read mask .*a\.png"),
     ],
 )
 def test_clear_errors(tmp_path, setup, error, message):
@@ -96,8 +98,76 @@ def test_clear_errors(tmp_path, setup, error, message):
         _write(root, "b", np.zeros((6, 6), np.uint8))
     elif setup == "rgb":
         Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(root / "masks" / "a.png")
+    elif setup == "truncated":  # a real PNG cut short: PIL reads the header, then fails while decoding
+        path = root / "images" / "a.png"
+        rng = np.random.default_rng(0)  # noise does not compress: the pixel data spans several chunks
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[:2000])
+    elif setup == "not_image":
+        (root / "masks" / "a.png").write_bytes(b"not a png")
     with pytest.raises(error, match=message):
         FolderSegmentation(root, **kw)
+
+
+def test_binary_01_masks_with_ignore_255_and_an_empty_image(tmp_path):
+    """With ignore 255, a 0/1 mask holds {0, 1, 255}, and one without foreground {0, 255}: that is not a
+    0/255 mask; its 255 pixels stay ignored and never become foreground."""
+    fov = np.zeros((6, 6), np.uint8)
+    fov[:, :2] = 255  # outside the field of view
+    empty, full = fov.copy(), fov.copy()
+    full[3:5, 3:5] = 1
+    _write(tmp_path, "a_empty", empty)
+    _write(tmp_path, "b_full", full)
+    ds = FolderSegmentation(tmp_path, ignore_index=255)
+    assert ds.ignore_index == BINARY_IGNORE
+    for labels, mask in zip(ds.labels, (empty, full), strict=True):
+        assert torch.equal(labels == BINARY_IGNORE, torch.from_numpy(fov == 255))
+        assert torch.equal(labels == 1, torch.from_numpy(mask == 1))
+    assert ds.foreground_fraction() == pytest.approx(4 / 48)  # 4 of the 2 * 24 valid pixels
+
+
+def test_0_255_masks_with_another_ignore_value(tmp_path):
+    m = np.zeros((4, 4), np.uint8)
+    m[0, 0], m[1, 1], m[2, 2] = 255, 7, 255
+    _write(tmp_path, "a", m)
+    labels = FolderSegmentation(tmp_path, ignore_index=7).labels[0]
+    assert labels[0, 0] == labels[2, 2] == 1 and labels[1, 1] == BINARY_IGNORE and int(labels.sum()) == 257
+
+
+def test_masks_without_foreground_warn(tmp_path):
+    _write(tmp_path, "a", np.full((4, 4), 255, np.uint8))  # a 0/255 mask read with ignore 255: all ignored
+    with pytest.warns(UserWarning, match="no mask under .* has a foreground pixel .*ignore_index=255"):
+        FolderSegmentation(tmp_path, ignore_index=255)
+
+
+def test_mixed_sizes_resized_to_one_size(tmp_path):
+    """Images bilinearly (antialiased), masks by nearest neighbour, so labels stay labels."""
+    small = np.zeros((8, 12), np.uint8)
+    small[:4] = 1
+    big = np.zeros((16, 24), np.uint8)
+    big[:, 12:] = 255
+    _write(tmp_path, "a", small)
+    _write(tmp_path, "b", big)
+    ds = FolderSegmentation(tmp_path, size=(4, 6))
+    assert ds.images.shape == (2, 3, 4, 6) and ds.images.dtype == torch.uint8
+    expect_a = torch.zeros(4, 6, dtype=torch.uint8)
+    expect_a[:2] = 1
+    expect_b = torch.zeros(4, 6, dtype=torch.uint8)
+    expect_b[:, 3:] = 1
+    assert torch.equal(ds.labels[0], expect_a) and torch.equal(ds.labels[1], expect_b)
+    img = np.asarray(Image.open(tmp_path / "images" / "b.png"), np.float32)
+    block_mean = img.reshape(4, 4, 6, 4, 3).mean(axis=(1, 3))  # 4x4 area average = the 4x downscale
+    got = ds.images[1].permute(1, 2, 0).numpy().astype(np.float32)
+    assert np.abs(got - block_mean).mean() < 12  # antialiased bilinear is close to the area average
+    with pytest.raises(ValueError, match="size must be"):
+        FolderSegmentation(tmp_path, size=(4, 0))
+
+
+def test_data_spec_size_reaches_folder_splits(tmp_path):
+    for i in range(5):
+        _write(tmp_path, f"im{i}", np.full((4 + i, 6), i % 2, np.uint8))
+    train, val, _ = load_splits(DataSpec(kind="folder", path=str(tmp_path), size=(5, 5)))
+    assert train.images.shape == (4, 3, 5, 5) and val.labels.shape == (1, 5, 5)
 
 
 def test_folder_splits_without_subfolders(tmp_path):
@@ -117,18 +187,15 @@ def test_augment_flips_and_crops_pairs_consistently():
 
 # ---------------------------------------------------------------------------------------------- CamVid
 def _camvid_dir() -> Path | None:
-    """CamVid from IOU_DATA_DIR, else ../shared/data next to the repository, else None."""
-    for base in (data_dir(), Path(__file__).resolve().parents[2] / "shared" / "data"):
-        if base is not None:
-            with contextlib.suppress(FileNotFoundError):
-                return camvid_root(base)
+    """CamVid from IOU_DATA_DIR, else None."""
+    with contextlib.suppress(FileNotFoundError):
+        return camvid_root(data_dir()) if data_dir() is not None else None
     return None
 
 
 CAMVID = _camvid_dir()
 needs_camvid = pytest.mark.skipif(
-    CAMVID is None,
-    reason="CamVid not found: set IOU_DATA_DIR or place it at ../shared/data/camvid (see data/README.md)",
+    CAMVID is None, reason="CamVid not found: set IOU_DATA_DIR to its folder (see data/README.md)"
 )
 
 

@@ -56,7 +56,12 @@ def load_splits(
     if spec.path is None:
         raise ValueError("folder data need a path (DataSpec(kind='folder', path=...))")
     root = Path(spec.path)
-    kw = {"num_classes": spec.num_classes, "ignore_index": spec.ignore_index, "scale": spec.scale}
+    kw = {
+        "num_classes": spec.num_classes,
+        "ignore_index": spec.ignore_index,
+        "scale": spec.scale,
+        "size": spec.size,
+    }
     if (root / "train").is_dir():
         train, val = FolderSegmentation(root / "train", **kw), FolderSegmentation(root / "val", **kw)
         test = FolderSegmentation(root / "test", **kw) if (root / "test").is_dir() else val

@@ -10,15 +10,18 @@
 
 Everything is decoded once into uint8 tensors (CamVid decodes are cached per process, so building many
 views or runs costs nothing), optionally shrunk by an integer ``scale`` (area averaging for images,
-nearest for labels). Bad data fails early with the file named: missing folder, image without mask (or the
-reverse), mask values out of range, image and mask of different sizes.
+nearest for labels), or resized to one ``size = (H, W)`` (bilinear with antialiasing for images, nearest
+for labels; needed when the images differ in size). Bad data fails early with the file named: missing
+folder, image without mask (or the reverse), a file that cannot be decoded (truncated or damaged), mask
+values out of range, image and mask of different sizes.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,19 +67,30 @@ CAMVID_ALIASES = {
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+def _decode(path: Path, what: str, read: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """``read`` the opened file; a file PIL cannot decode (truncated, not an image) is named in the error."""
+    try:
+        with Image.open(path) as im:
+            return read(im)
+    except OSError as e:  # PIL's UnidentifiedImageError and "image file is truncated" are OSErrors
+        raise ValueError(f"cannot read {what} {path}: {e} (a truncated or damaged file?)") from e
+
+
 def _read_image(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))
+    return _decode(path, "image", lambda im: np.array(im.convert("RGB")))
+
+
+def _mask_array(im: Image.Image, path: Path) -> np.ndarray:
+    if im.mode not in ("L", "P", "I", "I;16", "1"):
+        raise ValueError(
+            f"mask {path} must be single-channel (grey or palette), got mode {im.mode}; "
+            "convert colour-coded masks to class indices first"
+        )
+    return np.asarray(im).astype(np.int64)
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        if im.mode not in ("L", "P", "I", "I;16", "1"):
-            raise ValueError(
-                f"mask {path} must be single-channel (grey or palette), got mode {im.mode}; "
-                "convert colour-coded masks to class indices first"
-            )
-        return np.asarray(im).astype(np.int64)
+    return _decode(path, "mask", lambda im: _mask_array(im, path))
 
 
 def _list(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
@@ -122,7 +136,7 @@ def _stack(
         other = next(i for i, m in enumerate(masks) if m.shape != masks[0].shape)
         raise ValueError(
             f"images have different sizes ({names[0]}: {masks[0].shape}, {names[other]}: "
-            f"{masks[other].shape}); pass size=(H, W) to resize them"
+            f"{masks[other].shape}); resize them to one size with --size H W (size=(H, W) in Python)"
         )
     else:  # stack in numpy (contiguous), then one channels-first copy
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
@@ -159,6 +173,12 @@ class FolderSegmentation(InMemorySegmentation):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"data folder {root} does not exist")
+        if ignore_index is not None and not 0 <= ignore_index <= 255:
+            raise ValueError(
+                f"ignore_index must be in 0..255 (labels are stored as uint8), got {ignore_index!r}"
+            )
+        if size is not None and not (len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+            raise ValueError(f"size must be (H, W), two positive ints, got {size!r}")
         images = _list(root / "images", IMAGE_SUFFIXES)
         masks = _list(root / "masks", (".png",))
         only_img, only_mask = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
@@ -174,22 +194,33 @@ class FolderSegmentation(InMemorySegmentation):
         ]
         x, y = _stack(imgs, ms, stems, scale, size)
         ignore = BINARY_IGNORE if num_classes == 1 and ignore_index is not None else ignore_index
+        if num_classes == 1 and not bool((y == 1).any()):
+            warnings.warn(
+                f"no mask under {root} has a foreground pixel (1 or 255)"
+                + (f" outside ignore_index={ignore_index}" if ignore_index is not None else ""),
+                stacklevel=2,
+            )
         super().__init__(x, y.to(torch.uint8), num_classes, ignore, class_names)
         self.stems = stems
 
     @staticmethod
     def _check_mask(m: np.ndarray, path: Path, num_classes: int, ignore_index: int | None) -> np.ndarray:
-        extra = {ignore_index} if ignore_index is not None else set()
-        values = set(np.unique(m).tolist()) - extra
-        if num_classes == 1 and values <= {0, 255}:  # 0/255 masks
-            m, values = np.where(m == 255, 1, m), {v // 255 for v in values}
+        """Checked labels; binary masks become 0/1 with ignored pixels :data:`BINARY_IGNORE`.
+
+        The ignored pixels are set aside first: only the remaining values say whether a binary mask is
+        0/1 or 0/255 (with ``ignore_index=255`` a 0/1 mask holds {0, 255} and must not read as 0/255).
+        """
+        valid = np.ones(m.shape, bool) if ignore_index is None else m != ignore_index
+        values = set(np.unique(m[valid]).tolist())
+        if num_classes == 1 and 255 in values and values <= {0, 255}:  # a 0/255 mask
+            m, values = np.where(valid & (m == 255), 1, m), {v // 255 for v in values}
         bad = sorted(values - set(range(max(num_classes, 2))))
         if bad:
             what = "0/1 or 0/255" if num_classes == 1 else f"class indices 0..{num_classes - 1}"
             also = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
             raise ValueError(f"mask {path} has values {bad[:5]} out of range: expected {what}{also}")
         if num_classes == 1 and ignore_index is not None:
-            m = np.where(m == ignore_index, BINARY_IGNORE, m)
+            m = np.where(valid, m, BINARY_IGNORE)
         return m
 
 
