@@ -3,8 +3,8 @@
 :func:`run_grid` trains every combination with :func:`iou_lib.train.fit`, one folder per run under
 ``out_dir``; a run whose ``summary.json`` exists is not redone (an interrupted one resumes from its
 checkpoint), so a sweep can be stopped and restarted. The combined tidy table goes to
-``out_dir/results.csv`` (atomically). :func:`summarize` gives mean, standard deviation and a Student-t
-95 % confidence interval over seeds.
+``out_dir/results.csv`` (atomically). :func:`summarize` (defined in :mod:`iou_lib.stats`, re-exported
+here) gives mean, standard deviation and a Student-t 95 % confidence interval over seeds.
 
 >>> import pandas as pd
 >>> t = pd.DataFrame({"loss": ["bce"] * 3, "split": "test", "metric": "miou_d", "value": [0.5, 0.6, 0.7]})
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from iou_lib.stats import student_t_quantile, summarize  # re-exported: moved to iou_lib.stats
 from iou_lib.train import RESULT_FIELDS, FitResult, TrainConfig, fit, loss_names, write_rows
 
 __all__ = ["grid_configs", "load_results", "run_grid", "student_t_quantile", "summarize"]
@@ -91,51 +91,3 @@ def run_grid(configs: Sequence[TrainConfig], out_dir: str | Path, on_done: Any =
     table = load_results(out_dir)
     write_rows(Path(out_dir) / "results.csv", table.to_dict("records"))
     return table
-
-
-def student_t_quantile(p: float, df: int) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (numerical, no SciPy).
-
-    >>> round(student_t_quantile(0.975, 2), 4), round(student_t_quantile(0.975, 1000), 3)
-    (4.3027, 1.962)
-    """
-    if not 0.5 <= p < 1 or df < 1:
-        raise ValueError(f"need 0.5 <= p < 1 and df >= 1, got p={p}, df={df}")
-    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-
-    def cdf(t: float, n: int = 2000) -> float:  # 1/2 + integral_0^t of the density (Simpson)
-        h = t / n
-        f = [math.exp(log_c - (df + 1) / 2 * math.log1p((i * h) ** 2 / df)) for i in range(n + 1)]
-        return 0.5 + h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
-
-    lo, hi = 0.0, 1.0
-    while cdf(hi) < p:
-        lo, hi = hi, 2 * hi
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
-    return (lo + hi) / 2
-
-
-def summarize(
-    table: pd.DataFrame,
-    metric: str = "miou_d",
-    split: str = "test",
-    by: Sequence[str] = ("data", "fg_frac", "class_name", "loss"),
-) -> pd.DataFrame:
-    """Mean, sd, n and the half width ``ci95`` of the 95 % t interval of ``metric`` over runs (seeds).
-
-    Uses each run's last epoch for ``split``; ``by`` names the grouping columns present in ``table``.
-    """
-    rows = table[(table["split"] == split) & (table["metric"] == metric)]
-    if "epoch" in rows and "run" in rows:
-        rows = rows[rows["epoch"] == rows.groupby("run")["epoch"].transform("max")]
-    keys = [k for k in by if k in rows.columns]
-    out = rows.groupby(keys, dropna=False)["value"].agg(["mean", "std", "count"]).reset_index()
-    out = out.rename(columns={"std": "sd", "count": "n"})
-    out["n"] = out["n"].astype(float)
-    out["ci95"] = [
-        student_t_quantile(0.975, int(n) - 1) * sd / math.sqrt(n) if n > 1 else math.nan
-        for sd, n in zip(out["sd"], out["n"], strict=True)
-    ]
-    return out
