@@ -2,10 +2,13 @@
 
 Checks the index maps every notebook, every page exists, every navigation link resolves, figures are
 embedded and the equations are left for MathJax; and, on a tiny notebook, that a widget output becomes
-a note plus the figure its Output widget held.
+a note plus the figure its Output widget held. The ``--offline`` book must fetch nothing from the network:
+no page names a remote script, MathJax is bundled in the book, and headless Chromium with the network
+cut off typesets the formulas (screenshot in ``artifacts/offline_book.png``).
 """
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -111,3 +114,96 @@ def test_widget_output_becomes_note_and_figure(tmp_path):
     assert "Interactive explorer" in text and "fg fraction = 0.05" in text
     assert f"data:image/png;base64,{png}" in text
     assert "VBox(...)" not in text and "embed-amd" not in text
+
+
+
+class Resources(HTMLParser):
+    """URLs a page loads by itself (scripts, style sheets, images, frames); plain links are not loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        url = a.get("href") if tag == "link" else a.get("src") if tag in ("script", "img", "iframe") else None
+        if url:
+            self.urls.append(url)
+
+
+REMOTE = re.compile(r"^(https?:)?//", re.I)
+DYNAMIC_IMPORT = re.compile(r"""import\(\s*["'](https?:)?//""")
+# In the browser: how many formulas MathJax typeset, its error boxes, and TeX left raw in the prose.
+TYPESET_JS = r"""() => ({
+    typeset: document.querySelectorAll('.MathJax, .MathJax_Display').length,
+    errors: Array.from(document.querySelectorAll('.MathJax_Error, merror')).map(e => e.textContent),
+    raw: Array.from(document.querySelectorAll('.jp-MarkdownCell'))
+        .flatMap(c => c.innerText.match(/\$[^$\n]*\\[A-Za-z]+[^$\n]*\$/g) || []),
+})"""
+
+
+@pytest.fixture(scope="module")
+def offline_book(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("offline_book")
+    subprocess.run(
+        [sys.executable, str(TOOL), "--no-execute", "--offline", "--out", str(out)],
+        check=True, cwd=REPO, capture_output=True,
+    )
+    return out
+
+
+def test_offline_book_bundles_mathjax_and_loads_nothing_remote(offline_book):
+    assert (offline_book / "mathjax" / "MathJax.js").is_file()
+    assert (offline_book / "mathjax" / "config" / "local" / "book.js").is_file()
+    pages = sorted(offline_book.glob("*.html"))
+    assert len(pages) == len(NOTEBOOKS) + 1
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        loads = Resources()
+        loads.feed(text)
+        remote = [u for u in loads.urls if REMOTE.match(u)] + DYNAMIC_IMPORT.findall(text)
+        assert remote == [], f"{page.name} loads {remote} from the network"
+        assert f"mathjax/MathJax.js?config={build_book.MATHJAX_CONFIG}" in loads.urls, page.name
+
+
+def test_offline_and_mathjax_url_exclude_each_other(tmp_path):
+    with pytest.raises(ValueError, match="not both"):
+        build_book.build_book(REPO / "notebooks", tmp_path, run=False, mathjax_url="x.js", offline=True)
+
+
+@pytest.mark.browser
+def test_offline_book_typesets_formulas_with_the_network_cut_off(offline_book):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lab_session import CHROMIUM_ARGS, chromium_path
+
+    if chromium_path() is None:
+        pytest.skip("no Chromium binary on this machine (tools/setup.sh test installs Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    fetched = []
+
+    def only_local(route):
+        fetched.append(route.request.url)
+        return route.continue_() if route.request.url.startswith(("file:", "data:")) else route.abort()
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(offline=True)
+            context.route("**/*", only_local)
+            page = context.new_page()
+            page.goto((offline_book / "02_soft_iou.html").as_uri())
+            page.wait_for_function(
+                "() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0"
+                " && document.querySelectorAll('.MathJax').length > 0",
+                timeout=60_000,
+            )
+            state = page.evaluate(TYPESET_JS)
+            (REPO / "artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(REPO / "artifacts" / "offline_book.png"))
+        finally:
+            browser.close()
+    remote = [u for u in fetched if not u.startswith(("file:", "data:"))]
+    assert remote == [], f"the offline page asked the network for {remote}"
+    assert any("/mathjax/jax/output/" in u for u in fetched), "MathJax's output processor was not loaded"
+    assert state["typeset"] >= 20, json.dumps(state)
+    assert state["errors"] == [] and state["raw"] == [], json.dumps(state)

@@ -10,9 +10,10 @@ nbconvert's JupyterLab template: equations are typeset by MathJax, figures are e
 and every page links to the contents and to the previous and next notebook. Widgets need a live
 kernel, so a widget output is replaced by a note and by the figures the widget showed when it ran.
 
-MathJax comes from its CDN. To read the book offline, point ``--mathjax-url`` at a local MathJax 2, e.g.
-the copy in the ``jupyter-server-mathjax`` package:
-``file:///.../jupyter_server_mathjax/static/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe``.
+MathJax comes from its CDN, or, with ``--offline``, from a copy placed in the book itself
+(``OUT/mathjax/``, taken from the ``jupyter-server-mathjax`` package that the ``lab`` extra installs): the
+book then needs no network and can be copied or zipped as one folder. ``--mathjax-url`` loads MathJax 2
+from anywhere else.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import html
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,15 @@ NOTEBOOK_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 BOOK_TITLE = "IoU workbook: optimizing Intersection-over-Union directly"
+MATHJAX_DIR = "mathjax"  # --offline: where the bundled MathJax goes inside the book
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/book"  # the package's combined configuration + ours
+# The package ships MathJax with the STIX-Web fonts only (MathJax 2 asks for its TeX fonts by default).
+MATHJAX_LOCAL_CONFIG = """MathJax.Hub.Config({
+  "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null},
+  SVG: {font: "STIX-Web"}
+});
+MathJax.Ajax.loadComplete("[MathJax]/config/local/book.js");
+"""
 
 NAV_CSS = """
 nav.book-nav { display: flex; justify-content: space-between; gap: 1em; max-width: 1100px;
@@ -49,9 +60,11 @@ nav.book-nav .toc { text-align: center; }
 """
 
 # Extends nbconvert's JupyterLab page: navigation above and below the notebook, no require.js (widget
-# outputs are flattened below, nothing else here needs it).
+# outputs are flattened below, nothing else here needs it) and no Mermaid loader (the workbook has no
+# diagrams; MathJax is then the only script a page may fetch, from the CDN or, offline, from the book).
 PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {% block extra_css %}<style type="text/css">{{ resources.book_css }}</style>{% endblock extra_css %}
 {%- block body_header -%}{{ super() }}{{ resources.book_nav }}{%- endblock body_header -%}
 {% block body_footer %}{{ resources.book_nav }}{{ super() }}{% endblock body_footer %}
@@ -236,6 +249,24 @@ def make_exporter(mathjax_url: str | None = None) -> HTMLExporter:
     return exporter
 
 
+def bundle_mathjax(out: Path) -> str:
+    """Copy MathJax 2 from the ``jupyter-server-mathjax`` package into ``out/mathjax``; return the
+    relative URL the pages load it from (the same folder as the pages, so the book works offline)."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        raise SystemExit(
+            "build_book: --offline needs the jupyter-server-mathjax package (part of the lab extra): "
+            ".venv/bin/python -m pip install jupyter-server-mathjax"
+        ) from None
+    static = Path(jupyter_server_mathjax.__file__).parent / "static"
+    shutil.copytree(static, out / MATHJAX_DIR, dirs_exist_ok=True)
+    local = out / MATHJAX_DIR / "config" / "local"
+    local.mkdir(exist_ok=True)
+    (local / "book.js").write_text(MATHJAX_LOCAL_CONFIG, encoding="utf-8")
+    return f"{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}"
+
+
 def mathjax_head(exporter: HTMLExporter) -> str:
     """nbconvert's own MathJax loader and configuration, for pages it does not render (the index)."""
     macro = "{% from 'mathjax.html.j2' import mathjax %}{{ mathjax(url) }}"
@@ -243,8 +274,13 @@ def mathjax_head(exporter: HTMLExporter) -> str:
 
 
 def build_book(src: Path, out: Path, profile: str | None = "fast", run: bool = True, timeout: int = 900,
-               mathjax_url: str | None = None) -> list[Chapter]:
-    """Build the book from the notebooks in ``src`` into ``out``; return the chapters in order."""
+               mathjax_url: str | None = None, offline: bool = False) -> list[Chapter]:
+    """Build the book from the notebooks in ``src`` into ``out``; return the chapters in order.
+
+    ``offline=True`` bundles MathJax into ``out`` (see :func:`bundle_mathjax`) instead of ``mathjax_url``.
+    """
+    if offline and mathjax_url:
+        raise ValueError("give either offline=True or mathjax_url, not both")
     paths = find_notebooks(src)
     if run and profile:
         os.environ["IOU_PROFILE"] = profile  # the kernels inherit the environment
@@ -264,7 +300,7 @@ def build_book(src: Path, out: Path, profile: str | None = "fast", run: bool = T
         chapters.append(Chapter(path, path.stem + ".html", title, summary))
 
     out.mkdir(parents=True, exist_ok=True)
-    exporter = make_exporter(mathjax_url)
+    exporter = make_exporter(bundle_mathjax(out) if offline else mathjax_url)
     for i, (nb, ch) in enumerate(zip(notebooks, chapters, strict=True)):
         resources = {
             "metadata": {"name": ch.title, "path": str(ch.source.parent)},
@@ -302,10 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-execute", dest="run", action="store_false",
                         help="render the outputs stored in the notebooks instead of running them")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
-    parser.add_argument("--mathjax-url", default=None,
-                        help="MathJax 2 script to load instead of the CDN copy (e.g. a local file, offline)")
+    math = parser.add_mutually_exclusive_group()
+    math.add_argument("--offline", action="store_true",
+                      help="bundle MathJax into OUT/mathjax so formulas render without the internet")
+    math.add_argument("--mathjax-url", default=None, help="MathJax 2 script to load instead of the CDN copy")
     args = parser.parse_args(argv)
-    chapters = build_book(args.src, args.out, args.profile, args.run, args.timeout, args.mathjax_url)
+    chapters = build_book(args.src, args.out, args.profile, args.run, args.timeout, args.mathjax_url,
+                          args.offline)
     print(f"wrote {len(chapters)} pages and index.html to {args.out}")
     return 0
 
