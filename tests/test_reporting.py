@@ -13,8 +13,19 @@ from iou_lib import reporting
 
 
 def rows(loss, seed, value, metric="miou_d", **extra):
-    base = {"run": f"{loss}_s{seed}", "data": "synthetic", "fg_frac": 0.02, "class_name": "", "loss": loss,
-            "model": "unet", "seed": seed, "split": "test", "epoch": 2, "metric": metric, "value": value}
+    base = {
+        "run": f"{loss}_s{seed}",
+        "data": "synthetic",
+        "fg_frac": 0.02,
+        "class_name": "",
+        "loss": loss,
+        "model": "unet",
+        "seed": seed,
+        "split": "test",
+        "epoch": 2,
+        "metric": metric,
+        "value": value,
+    }
     return {**base, **extra}
 
 
@@ -23,10 +34,18 @@ def table():
     vals = {"bce": [0.10, 0.20, 0.30], "soft_iou": [0.40, 0.42, 0.50]}
     out = [rows(loss, s, v) for loss, vs in vals.items() for s, v in enumerate(vs)]
     out += [rows("bce", 0, 0.99, epoch=1)]  # an earlier epoch: never used
-    out += [rows(loss, s, 0.5, split="val", epoch=e, metric="miou_d") for loss in vals for s in range(3)
-            for e in (1, 2)]
-    out += [rows(loss, s, 1.0 / e, split="train", epoch=e, metric="loss") for loss in vals for s in range(3)
-            for e in (1, 2)]
+    out += [
+        rows(loss, s, 0.5, split="val", epoch=e, metric="miou_d")
+        for loss in vals
+        for s in range(3)
+        for e in (1, 2)
+    ]
+    out += [
+        rows(loss, s, 1.0 / e, split="train", epoch=e, metric="loss")
+        for loss in vals
+        for s in range(3)
+        for e in (1, 2)
+    ]
     return pd.DataFrame(out)
 
 
@@ -61,21 +80,33 @@ def test_results_table_formats_mean_and_interval_in_row_order(table):
     t = reporting.results_table(table, {"miou_d": "IoU"})
     assert list(t.index) == ["bce", "soft_iou"]
     lo, hi = reporting.t_interval([0.1, 0.2, 0.3])
-    assert t.loc["bce", "IoU"] == f"0.200 ± {(hi - lo) / 2:.3f}"
+    assert t.loc["bce", "IoU"] == f"0.200 [{lo:.3f}, {hi:.3f}]" and lo == 0.0  # clipped at 0
     one = reporting.results_table(table[table["seed"] == 0], {"miou_d": "IoU"})
     assert one.loc["soft_iou", "IoU"] == "0.400"  # one run: no interval
 
 
 def test_class_table_binary_and_multiclass():
-    binary = pd.DataFrame([rows(loss, 0, v, class_name=c, run=f"{c}_{loss}")
-                           for c, loss, v in [("car", "bce", 0.6), ("car", "soft_iou", 0.7),
-                                              ("pedestrian", "bce", 0.1), ("pedestrian", "soft_iou", 0.3)]])
+    binary = pd.DataFrame(
+        [
+            rows(loss, 0, v, class_name=c, run=f"{c}_{loss}")
+            for c, loss, v in [
+                ("car", "bce", 0.6),
+                ("car", "soft_iou", 0.7),
+                ("pedestrian", "bce", 0.1),
+                ("pedestrian", "soft_iou", 0.3),
+            ]
+        ]
+    )
     t = reporting.class_table(binary)
     assert list(t.index) == ["Car", "Pedestrian", "mean"] and list(t.columns) == ["bce", "soft_iou"]
     assert t.loc["mean", "soft_iou"] == pytest.approx(0.5)
-    multi = pd.DataFrame([rows(loss, 0, v, metric=m, run=loss) for loss, vals in
-                          {"cross_entropy": (0.9, 0.1, 0.5), "lovasz_softmax": (0.8, 0.3, 0.55)}.items()
-                          for m, v in zip(("iou_d/Sky", "iou_d/Pole", "miou_d"), vals, strict=True)])
+    multi = pd.DataFrame(
+        [
+            rows(loss, 0, v, metric=m, run=loss)
+            for loss, vals in {"cross_entropy": (0.9, 0.1, 0.5), "lovasz_softmax": (0.8, 0.3, 0.55)}.items()
+            for m, v in zip(("iou_d/Sky", "iou_d/Pole", "miou_d"), vals, strict=True)
+        ]
+    )
     t = reporting.class_table(multi)
     assert list(t.index) == ["Sky", "Pole", "mIoU"]
     assert t.loc["Pole", "lovasz_softmax"] == pytest.approx(0.3) and t.loc["mIoU", "cross_entropy"] == 0.5
@@ -91,7 +122,15 @@ def test_figures_draw_the_data(table):
     fig = reporting.paired_difference_plot(reporting.paired_differences(table, by=()), x="loss", hue=None)
     assert isinstance(fig, Figure) and fig.axes[0].get_lines()
     fig = reporting.learning_curves(table)
-    assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes] == ["train loss", "val miou_d"]
+    assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes] == [
+        "training loss",
+        "val IoU at p = 0.5",
+    ]
+    assert fig.axes[0].get_xlabel() == "epoch"  # an old table (column epoch)
+    assert reporting.learning_curves(table.rename(columns={"epoch": "step"})).axes[0].get_xlabel() == (
+        "optimizer step"
+    )
+    assert "miou" not in fig.axes[1].get_ylabel()
     with pytest.raises(ValueError, match="no test curve_d"):
         reporting.threshold_curves(table)
     curve = pd.DataFrame([rows("bce", 0, t, metric=f"curve_d@{t:.2f}") for t in (0.25, 0.5, 0.75)])
@@ -125,13 +164,93 @@ def test_camvid_available_decides_without_raising(tmp_path, monkeypatch):
     assert reporting.camvid_available(tmp_path) == tmp_path / "camvid"
 
 
-def test_stored_results_prefers_gpu_and_says_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="synthetic_gpu.csv, synthetic_cpu.csv"):
-        reporting.stored_results("synthetic", tmp_path)
+def test_stored_results_reads_the_profile_asked_for_and_says_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no stored results s_cpu.csv .*there are: none"):
+        reporting.stored_results("s", "cpu", tmp_path)
     for profile in ("cpu", "gpu"):
         pd.DataFrame([rows("bce", 0, 0.5 if profile == "gpu" else 0.1)]).to_csv(tmp_path / f"s_{profile}.csv")
         prov = {"profile": profile, "table": f"s_{profile}.csv"}
         (tmp_path / f"s_{profile}.json").write_text(json.dumps(prov))
-    table, prov = reporting.stored_results("s", tmp_path)
+    table, prov = reporting.stored_results("s", "cpu", tmp_path)  # a gpu table never replaces it silently
+    assert prov["profile"] == "cpu" and table["value"].tolist() == [0.1]
+    table, prov = reporting.stored_results("s", "gpu", tmp_path)
     assert prov["profile"] == "gpu" and table["value"].tolist() == [0.5]
     assert "STORED results (s_gpu.csv)" in reporting.provenance_text(prov)
+
+
+def test_stored_study_concatenates_runs_with_a_json_and_summarises_provenance(tmp_path):
+    folder = tmp_path / "cpu" / "primary"
+    folder.mkdir(parents=True)
+    for seed, clean in ((0, True), (1, False)):
+        pd.DataFrame([rows("bce", seed, 0.2 + seed, step=100)]).drop(columns="epoch").to_csv(
+            folder / f"r{seed}.csv", index=False
+        )
+        record = {"git_commit": "abc1234567890", "clean_tree": clean, "device": "cpu", "wall_s": 30.0}
+        (folder / f"r{seed}.json").write_text(json.dumps(record))
+    pd.DataFrame([rows("bce", 9, 0.9)]).to_csv(folder / "unfinished.csv", index=False)  # no json: not stored
+    table, prov = reporting.stored_study("primary", "cpu", tmp_path)
+    assert sorted(table["seed"]) == [0, 1] and prov["n_runs"] == 2 and prov["wall_s"] == 60.0
+    assert prov["clean_tree"] is False and "uncommitted" in reporting.provenance_text(prov)
+    empty, prov = reporting.stored_study("imbalance", "cpu", tmp_path)
+    assert empty.empty and prov["n_runs"] == 0
+
+
+def test_mean_ci_plot_keeps_iou_intervals_inside_unit_interval():
+    t = pd.DataFrame([rows("bce", s, v) for s, v in enumerate([0.0, 0.0, 0.05])])
+    fig = reporting.mean_ci_plot(t, "miou_d")
+    lows = [min(line.get_ydata()) for line in fig.axes[0].get_lines() if len(line.get_ydata())]
+    assert min(lows) >= 0.0
+    assert fig.axes[0].get_ylabel() == "test IoU at p = 0.5"
+
+
+def test_convergence_flags_a_rising_curve_and_passes_a_flat_one():
+    def curve(run, values, loss):
+        return [
+            rows(loss, 0, v, run=run, split="val", epoch=None, step=10 * i) for i, v in enumerate(values, 1)
+        ]
+
+    flat = curve("a", [0.1, 0.4, 0.5, 0.55, 0.56, 0.56, 0.57, 0.56, 0.57, 0.57], "soft_iou")
+    rising = curve("b", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.1, 0.2, 0.3], "bce")
+    out = reporting.convergence(pd.DataFrame(flat + rising).drop(columns="epoch")).set_index("loss")
+    assert out.loc["soft_iou", "plateaued"] and not out.loc["bce", "plateaued"]
+    # bce: last two 0.2, 0.3 against 0.05, 0.1 before
+    assert out.loc["bce", "mean_change"] == pytest.approx(0.175) and out.loc["bce", "evals"] == 10
+    with pytest.raises(ValueError, match="no validation rows"):
+        reporting.convergence(pd.DataFrame(flat).drop(columns="epoch"), metric="ap")
+
+
+def test_calibration_bins_match_a_brute_force_count():
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(2, 16, 16, generator=g)
+    y = (torch.rand(2, 16, 16, generator=g) < p).long()
+    y[0, 0, :4] = 255  # ignored
+    bins, ece = reporting.calibration_bins(p, y, n_bins=5)
+    keep = y != 255
+    pk, yk = p[keep], y[keep].double()
+    expected = 0.0
+    for b in range(5):
+        m = (pk >= b / 5) & ((pk < (b + 1) / 5) if b < 4 else (pk <= 1))
+        row = bins[np.isclose(bins["bin_low"], b / 5)].iloc[0]
+        assert row["pixels"] == int(m.sum()) and row["frequency"] == pytest.approx(yk[m].mean().item())
+        expected += (
+            m.sum().item() / keep.sum().item() * abs(yk[m].mean().item() - pk[m].double().mean().item())
+        )
+    assert ece == pytest.approx(expected)
+    assert reporting.calibration_bins(torch.tensor([0.0, 1.0]), torch.tensor([0, 1]))[1] == 0.0
+    with pytest.raises(ValueError, match="probabilities in \\[0, 1\\]"):
+        reporting.calibration_bins(torch.tensor([1.5]), torch.tensor([1]))
+    fig = reporting.reliability_diagram({"bce": p}, y, n_bins=5)
+    assert "ECE" in fig.axes[0].get_legend().get_texts()[1].get_text()
+
+
+def test_prediction_grid_has_a_colour_legend_and_explains_void():
+    x, y = torch.rand(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)
+    y[0, 0] = 1
+    legend = [
+        t.get_text() for t in reporting.predictions_side_by_side(x, y, {"m": y.float()}).legends[0].texts
+    ]
+    assert legend == ["true negative", "false positive", "false negative", "true positive"]
+    y[0, 3] = 255
+    fig = reporting.predictions_side_by_side(x, y, {"m": y.float()}, panel=2.5)
+    assert any("void" in t.get_text() for t in fig.legends[0].texts)
+    assert fig.get_size_inches()[0] == pytest.approx(2.5 * 3)
