@@ -4,7 +4,8 @@ notebook displays it once, as the cell's value) and draws nothing else.
 * :func:`mask_grid`: masks, optionally with a prediction's probabilities or errors;
 * :func:`image_overlay`: photographs with a mask drawn over them;
 * :func:`error_map`: true/false positives and negatives of a hard prediction in four colours;
-* :func:`gradient_fields`: per-pixel descent directions :math:`-\partial L/\partial z` of several losses;
+* :func:`gradient_fields`: per-pixel descent directions :math:`-\partial L/\partial z` of several losses,
+  on one colour scale (:func:`normalise_fields`);
 * :func:`pixel_gradients`: per-pixel :math:`\partial L/\partial p` against :math:`p`, by label;
 * :func:`mass_plot`: foreground vs background gradient mass against the foreground fraction (seaborn);
 * :func:`line_plot`: tidy lines with optional reference marks (seaborn);
@@ -42,6 +43,7 @@ __all__ = [
     "lovasz_steps",
     "mask_grid",
     "mass_plot",
+    "normalise_fields",
     "pixel_gradients",
 ]
 
@@ -165,6 +167,28 @@ def error_map(pred: Tensor, target: Tensor, titles: Sequence[str] | None = None,
     return _done(fig)
 
 
+def normalise_fields(grads: Mapping[str, Tensor | np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+    r"""Each field divided by its mean :math:`|\partial L/\partial z|`, and one symmetric colour limit.
+
+    The losses' raw gradients differ in overall scale by orders of magnitude; in units of each loss's
+    mean push per pixel they can share one colour scale, which then compares where each loss pushes
+    (a field without gradient stays 0). The limit is the 99.5th percentile of all normalised magnitudes.
+
+    >>> import torch
+    >>> fields, limit = normalise_fields({"a": torch.tensor([1.0, -3.0]), "b": torch.tensor([0.0, 0.1])})
+    >>> fields["a"].tolist(), fields["b"].tolist(), round(limit, 2)
+    ([0.5, -1.5], [0.0, 2.0], 1.99)
+    """
+    out = {}
+    for name, g in grads.items():
+        a = g.detach().cpu().double().numpy() if isinstance(g, Tensor) else np.asarray(g, dtype=float)
+        mean = np.abs(a).mean() if a.size else 0.0
+        out[name] = a / mean if mean > 0 else np.zeros_like(a)
+    magnitudes = np.concatenate([np.abs(a).ravel() for a in out.values()]) if out else np.zeros(1)
+    limit = float(np.quantile(magnitudes, 0.995)) or float(magnitudes.max()) or 1.0
+    return out, limit
+
+
 def gradient_fields(
     grads: Mapping[str, Tensor],
     target: Tensor,
@@ -172,32 +196,35 @@ def gradient_fields(
     image_labels: Sequence[str] | None = None,
     cell: float = 1.7,
     transpose: bool = False,
+    scale: float | None = None,
 ) -> Figure:
     r"""Descent directions :math:`-\partial L/\partial z` of several losses on the same images.
 
     ``grads`` maps a loss name to its gradient field for a batch (``(B, 1, H, W)`` or ``(B, H, W)``);
-    one column per loss and one row per image (``transpose=True`` swaps them). Red raises the logit
-    (towards foreground), blue lowers it, white is no push. The colour scale is linear and shared by
-    one loss's images (saturating at the 99.5th percentile of its magnitudes); the losses' overall
-    scales differ by orders of magnitude, so compare *patterns* across losses, magnitudes within one.
-    Each title gives the image's foreground share of the gradient mass; the target outline is black.
-    With ``probs`` an extra first panel per image shows the prediction.
+    one column per loss and one row per image (``transpose=True`` swaps them). Every field is divided
+    by its loss's mean :math:`|\partial L/\partial z|` (:func:`normalise_fields`), so all panels share
+    one symmetric colour scale, shown by the colorbar: red raises the logit (towards foreground), blue
+    lowers it, white is no push. ``scale`` fixes the colour limit (default: the 99.5th percentile of
+    the normalised magnitudes). Each title gives the image's foreground share of the gradient mass;
+    the target outline is black. With ``probs`` an extra first panel per image shows the prediction.
     """
     if not grads:
         raise ValueError("grads must name at least one loss")
     t = _images(target, "target")
-    fields = {name: _images(g, f"grads[{name!r}]") for name, g in grads.items()}
-    for name, g in fields.items():
+    raw = {name: _images(g, f"grads[{name!r}]") for name, g in grads.items()}
+    for name, g in raw.items():
         if g.shape != t.shape:
             raise ValueError(f"grads[{name!r}] must match target's shape {t.shape}, got {g.shape}")
     if image_labels is not None and len(image_labels) != len(t):
         raise ValueError(f"image_labels must have one entry per image ({len(t)}), got {len(image_labels)}")
+    fields, limit = normalise_fields(raw)
+    limit = limit if scale is None else float(scale)
     p = None if probs is None else _images(probs, "probs")
     panels = [("prediction p", None)] * (p is not None) + list(fields.items())
     shape = (len(panels), len(t)) if transpose else (len(t), len(panels))
     fig, axes = _axes(*shape, cell)
+    field_image = None
     for c, (name, g) in enumerate(panels):
-        scale = 1.0 if g is None else (float(np.quantile(np.abs(g), 0.995)) or np.abs(g).max() or 1.0)
         for r in range(len(t)):
             ax = axes[c, r] if transpose else axes[r, c]
             fg = t[r] > 0.5
@@ -205,8 +232,10 @@ def gradient_fields(
                 ax.imshow(p[r], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
                 title = name
             else:
-                ax.imshow(-g[r], cmap="RdBu_r", vmin=-scale, vmax=scale, interpolation="nearest")
-                a = np.abs(g[r])
+                field_image = ax.imshow(
+                    -g[r], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest"
+                )
+                a = np.abs(raw[name][r])
                 share = f"fg share {a[fg].sum() / a.sum():.0%}" if a.sum() > 0 else "no gradient"
                 title = f"{name}\n{share}"
             if 0 < fg.mean() < 1:
@@ -217,6 +246,29 @@ def gradient_fields(
             elif not transpose and c == 0:
                 ax.set_ylabel(label, fontsize=9)
             ax.set_title(title, fontsize=8)
+    bar = fig.colorbar(field_image, ax=axes, shrink=0.8, aspect=25, pad=0.02)
+    bar.set_label("push, in units of the loss's\nmean |dL/dz| per pixel", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    bar.ax.text(
+        0.5,
+        1.02,
+        "raise logit",
+        transform=bar.ax.transAxes,
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color="#b2182b",
+    )
+    bar.ax.text(
+        0.5,
+        -0.02,
+        "lower logit",
+        transform=bar.ax.transAxes,
+        ha="center",
+        va="top",
+        fontsize=8,
+        color="#2166ac",
+    )
     return _done(fig)
 
 
