@@ -10,7 +10,7 @@ value range. Two kinds of checks exist:
   switched off for hot training loops, process-wide with :func:`set_value_checks` or for a block with
   :func:`value_checks`.
 
-Tensor conventions (see DESIGN.md):
+Tensor conventions (the same throughout the library):
 
 * binary: logits ``(B, 1, H, W)`` or ``(B, H, W)`` (any ``(B, ...)``), target of the same shape, or of the
   logits' shape without the channel dimension; values in {0, 1}, float, integer or bool;
@@ -28,17 +28,22 @@ Tensor conventions (see DESIGN.md):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
 __all__ = [
     "binary_inputs",
+    "check_absent_score",
     "compute_dtype",
     "float_compute",
     "is_multiclass",
     "label_inputs",
+    "label_inputs_flagged",
     "multiclass_inputs",
     "probability_inputs",
     "set_value_checks",
@@ -60,8 +65,28 @@ def set_value_checks(enabled: bool) -> bool:
 
 
 def value_checks_enabled() -> bool:
-    """Whether the data-reading checks currently run."""
-    return _VALUE_CHECKS
+    """Whether the data-reading checks currently run: a per-call ``validate_args`` (see
+    :func:`call_checks`) if one is active in this thread, else the process-wide setting."""
+    override = getattr(_CALL, "validate_args", None)
+    return _VALUE_CHECKS if override is None else override
+
+
+_CALL = threading.local()  # the validate_args of the loss or metric call running in this thread
+
+
+@contextlib.contextmanager
+def call_checks(validate_args: bool | None) -> Iterator[None]:
+    """The ``validate_args`` argument of every loss and metric: ``True``/``False`` turns the value checks
+    on/off for the calls inside the block, in this thread only; ``None`` keeps the process-wide setting."""
+    if validate_args is None:
+        yield
+        return
+    previous = getattr(_CALL, "validate_args", None)
+    _CALL.validate_args = check_flag(validate_args, "validate_args")
+    try:
+        yield
+    finally:
+        _CALL.validate_args = previous
 
 
 @contextlib.contextmanager
@@ -127,7 +152,7 @@ def _outside(x: Tensor, low: float, high: float, valid: Tensor | None = None) ->
 def _check_finite(logits: Tensor) -> None:
     # A sum is finite only if every term is (NaN and Inf propagate): one vectorised pass, 3-4x cheaper
     # than aminmax. A non-finite sum can also be an overflow of finite values: then count to decide.
-    if not _VALUE_CHECKS:
+    if not value_checks_enabled():
         return
     if not bool(torch.isfinite(logits.sum(dtype=compute_dtype(logits)))):
         n_nan = int(torch.isnan(logits).sum())
@@ -195,7 +220,7 @@ def binary_inputs(logits: Tensor, target: Tensor, soft: bool = False) -> tuple[T
     if target.dtype.is_complex:
         raise TypeError(f"target must be real (float, integer or bool), got dtype {target.dtype}")
     _check_finite(logits)
-    if _VALUE_CHECKS:
+    if value_checks_enabled():
         _check_target_values(target, soft)
     dtype = compute_dtype(logits)
     return logits.reshape(logits.shape[0], -1).to(dtype), target.reshape(target.shape[0], -1).to(dtype)
@@ -226,7 +251,7 @@ def multiclass_inputs(
     _check_finite(logits)
     target = target.long()
     valid = None if ignore_index is None else target != ignore_index
-    if _VALUE_CHECKS and _outside(target, 0, n_classes - 1, valid):
+    if value_checks_enabled() and _outside(target, 0, n_classes - 1, valid):
         bad = (target < 0) | (target >= n_classes)
         if valid is not None:
             bad &= valid
@@ -261,7 +286,7 @@ def probability_inputs(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     if logits.shape[1] < 2:
         raise ValueError(f"multi-class logits need C >= 2 channels, got C = {logits.shape[1]}")
     _check_finite(logits)
-    if _VALUE_CHECKS and _outside(target, 0, 1):
+    if value_checks_enabled() and _outside(target, 0, 1):
         bad = ~((target >= 0) & (target <= 1))
         if bool(bad.any()):
             values = torch.unique(target[bad])[:5].tolist()
@@ -271,17 +296,8 @@ def probability_inputs(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return logits.reshape(b, c, -1).to(dtype), target.reshape(b, c, -1).to(dtype)
 
 
-def label_inputs(
-    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = None
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Validate hard predictions against a target for the metrics and flatten both to ``(B, N)`` int64.
-
-    ``pred`` holds class indices (integer or bool; ``{0, 1}`` masks for binary tasks): turn logits into
-    labels first with :func:`iou_lib.metrics.predict`. ``target`` holds class indices as integers, bools
-    or integral floats (masks from :mod:`iou_lib.data` are float). A singleton channel dimension on either
-    side is dropped, so ``(B, 1, H, W)`` matches ``(B, H, W)``. Returns ``(pred, target, valid)``, ``valid``
-    being ``None`` without ``ignore_index``; ignored pixels get class 0 in the returned tensors.
-    """
+def _label_shapes(pred: Tensor, target: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """The structural checks of :func:`label_inputs` (no data read); a singleton channel is dropped."""
     _check_tensor(pred, "pred")
     _check_tensor(target, "target")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -309,23 +325,272 @@ def label_inputs(
         )
     if pred.dim() < 1 or pred.shape[0] == 0:
         raise ValueError(f"empty batch: pred has shape {tuple(pred.shape)}")
-    if _VALUE_CHECKS and target.is_floating_point() and not bool((target == target.round()).all()):
-        raise ValueError("target must hold integral class indices, found non-integer values")
+    if pred[0].numel() == 0:
+        raise ValueError(f"pred and target have no pixels per image (shape {tuple(pred.shape)})")
+    return pred, target
+
+
+def label_inputs_flagged(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = None
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """:func:`label_inputs` without a host synchronisation: the value checks are returned, not raised.
+
+    Returns ``(pred, target, valid, bad)``. ``bad`` is a device tensor of three bools, computed with a
+    few reductions and never read here: pred outside ``0..C-1``; target outside ``0..C-1`` (ignored pixels
+    excepted); a float target that is not integral or not finite. It is ``None`` when value checks are
+    off. Labels are returned as they are, in range or not: a caller that indexes with them clamps them.
+    """
+    pred, target = _label_shapes(pred, target, num_classes)
+    ignore_index = check_ignore_index(ignore_index)
+    b = pred.shape[0]
+    raw = target.reshape(b, -1)
+    pred, target = pred.reshape(b, -1).long(), raw.long()
+    valid = None if ignore_index is None else target != ignore_index
+    if valid is not None:
+        pred, target = pred.masked_fill(~valid, 0), target.masked_fill(~valid, 0)
+    if not value_checks_enabled():
+        return pred, target, valid, None
+    pred_range, target_range = pred.aminmax(), target.aminmax()
+    low = torch.stack([pred_range.min, target_range.min])
+    high = torch.stack([pred_range.max, target_range.max])
+    bad = torch.cat([(low < 0) | (high >= num_classes), low.new_zeros(1, dtype=torch.bool)])
+    if raw.is_floating_point():
+        # x - trunc(x) is 0 exactly for integral x and NaN for NaN and +-Inf (NaN != 0 is True)
+        bad[2] = (raw - raw.trunc()).abs_().amax() != 0
+    return pred, target, valid, bad
+
+
+def _label_error(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None) -> ValueError:
+    """The error that names the first failed value check of a (pred, target) pair (slow path)."""
+    pred, target = _label_shapes(pred, target, num_classes)
+    if target.is_floating_point():
+        odd = ~torch.isfinite(target) | (target != target.round())
+        if bool(odd.any()):
+            values = torch.unique(target[odd])[:5].tolist()
+            return ValueError(f"target must hold integral, finite class indices, found {values}")
     pred, target = pred.long(), target.long()
     valid = None if ignore_index is None else target != ignore_index
-    if _VALUE_CHECKS:
-        for name, labels in (("pred", pred), ("target", target)):
-            if not _outside(labels, 0, num_classes - 1, valid):
-                continue
-            bad = (labels < 0) | (labels >= num_classes)
-            if valid is not None:
-                bad &= valid
-            if bool(bad.any()):
-                values = torch.unique(labels[bad])[:5].tolist()
-                raise ValueError(f"{name} must hold class indices in 0..{num_classes - 1}, found {values}")
-    b = pred.shape[0]
-    pred, target = pred.reshape(b, -1), target.reshape(b, -1)
-    if valid is not None:
-        valid = valid.reshape(b, -1)
-        pred, target = pred.masked_fill(~valid, 0), target.masked_fill(~valid, 0)
-    return pred, target, valid
+    for name, labels in (("pred", pred), ("target", target)):
+        bad = (labels < 0) | (labels >= num_classes)
+        if valid is not None:
+            bad &= valid
+        if bool(bad.any()):
+            values = torch.unique(labels[bad])[:5].tolist()
+            allowed = f"0..{num_classes - 1}"
+            if name == "target" and ignore_index is not None:
+                allowed += f" or ignore_index={ignore_index}"
+            return ValueError(f"{name} must hold class indices in {allowed}, found {values}")
+    return ValueError("pred or target failed a value check")
+
+
+def label_inputs(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Validate hard predictions against a target for the metrics and flatten both to ``(B, N)`` int64.
+
+    ``pred`` holds class indices (integer or bool; ``{0, 1}`` masks for binary tasks): turn logits into
+    labels first with :func:`iou_lib.metrics.predict`. ``target`` holds class indices as integers, bools
+    or integral floats (masks from :mod:`iou_lib.data` are float). A singleton channel dimension on either
+    side is dropped, so ``(B, 1, H, W)`` matches ``(B, H, W)``. Images must have at least one pixel.
+    Returns ``(pred, target, valid)``, ``valid`` being ``None`` without ``ignore_index``; ignored pixels get
+    class 0 in the returned tensors. The value checks cost one host synchronisation in all.
+    """
+    flat_pred, flat_target, valid, bad = label_inputs_flagged(pred, target, num_classes, ignore_index)
+    if bad is not None and bool(bad.any()):
+        raise _label_error(pred, target, num_classes, ignore_index)
+    return flat_pred, flat_target, valid
+
+
+def check_absent_score(absent_score: object) -> float:
+    """``absent_score`` of the metrics as a float: NaN (leave 0/0 units out) or a number in [0, 1]."""
+    if isinstance(absent_score, bool) or not isinstance(absent_score, (int, float)):
+        raise TypeError(f"absent_score must be a float (NaN, 0.0 or 1.0 typically), got {absent_score!r}")
+    if not (math.isnan(absent_score) or 0 <= absent_score <= 1):
+        raise ValueError(f"absent_score must be NaN or in [0, 1], got {absent_score!r}")
+    return float(absent_score)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Task modes and the options shared by the losses and metrics.
+
+Mode = Literal["binary", "multiclass", "multilabel"]
+Reduction = Literal["mean", "sum", "none"]
+MODES: tuple[str, ...] = get_args(Mode)
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``value`` if it is a bool, else ``TypeError`` naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of the strings ``choices``, else ``ValueError`` naming ``name``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_mode(mode: object, allowed: tuple[str, ...] = MODES) -> str | None:
+    """``mode`` if it is ``None`` or one of ``allowed`` (a subset of :data:`MODES`)."""
+    if mode is None:
+        return None
+    check_choice(mode, "mode", MODES)
+    if mode not in allowed:
+        raise ValueError(f"mode={mode!r} is not supported here; supported modes: {allowed}")
+    return mode  # type: ignore[return-value]
+
+
+def check_classes(classes: object) -> str | tuple[int, ...]:
+    """The form of a ``classes`` option: ``"all"``, ``"present"`` or a non-empty list of class indices
+    (their range is checked against the number of classes at call time, by :func:`class_mask`)."""
+    if isinstance(classes, str):
+        return check_choice(classes, "classes", ("all", "present"))
+    if not isinstance(classes, Sequence) or len(classes) == 0:
+        raise ValueError(
+            f"classes must be 'all', 'present' or a non-empty list of class indices, got {classes!r}"
+        )
+    bad = [c for c in classes if not isinstance(c, int) or isinstance(c, bool) or c < 0]
+    if bad:
+        raise ValueError(f"classes must hold class indices (ints >= 0), got {bad}")
+    return tuple(classes)
+
+
+def class_mask(classes: object, n_classes: int, device: torch.device) -> Tensor | None:
+    """Bool ``(C,)`` mask of the classes a ``classes`` option selects; ``None`` for ``"present"``
+    (decided per unit from the target)."""
+    form = check_classes(classes)
+    if form == "present":
+        return None
+    mask = torch.ones(n_classes, dtype=torch.bool, device=device)
+    if form == "all":
+        return mask
+    bad = [c for c in form if c >= n_classes]
+    if bad:
+        raise ValueError(f"classes must hold class indices in 0..{n_classes - 1}, got {bad}")
+    mask.fill_(False)
+    mask[list(form)] = True
+    return mask
+
+
+def resolve_mode(logits: object, target: object, mode: object, allowed: tuple[str, ...]) -> str:
+    """The task a loss computes: ``mode`` if given (checked against ``allowed``), else read from shapes
+    where they leave no doubt.
+
+    * ``(B, C >= 2, ...)`` logits against a ``(B, ...)`` target: ``"multiclass"``;
+    * logits and target of the same shape ``(B, C >= 2, H, ...)`` (4 or more dimensions) are **ambiguous**
+      (softmax over channels with a one-hot target, or a sigmoid per channel): ``ValueError`` asking
+      for ``mode``;
+    * anything else: ``"binary"`` (one foreground channel ``(B, 1, H, W)``, or ``(B, H, W)``).
+
+    ``mode="binary"`` with several channels is an error too: a binary loss never pools channels.
+    """
+    mode = check_mode(mode, allowed)
+    if not (isinstance(logits, Tensor) and isinstance(target, Tensor) and logits.dim() >= 2):
+        return mode or ("binary" if "binary" in allowed else allowed[0])  # the input checks say why
+    channels = logits.shape[1]
+    many = logits.dim() >= 4 and channels >= 2
+    if mode is None:
+        if many and logits.shape == target.shape:
+            options = {
+                "multiclass": "mode='multiclass' (softmax over the channels; the target is one-hot)",
+                "multilabel": "mode='multilabel' (a sigmoid per channel, one unit per (image, channel))",
+            }
+            named = " or ".join(text for m, text in options.items() if m in allowed)
+            raise ValueError(
+                f"logits and target have the same shape {tuple(logits.shape)} with {channels} channels, "
+                f"which does not say which task this is: pass {named}"
+            )
+        if "multiclass" in allowed and logits.dim() == target.dim() + 1 and channels >= 2:
+            return "multiclass"
+        return "binary" if "binary" in allowed else allowed[0]
+    if mode == "binary" and many:
+        raise ValueError(
+            f"mode='binary' takes one foreground channel (B, 1, H, W) or (B, H, W), got logits of shape "
+            f"{tuple(logits.shape)}; pass mode='multilabel' for a sigmoid per channel"
+        )
+    return mode
+
+
+def multilabel_inputs(logits: Tensor, target: Tensor, soft: bool = False) -> tuple[Tensor, Tensor]:
+    """Validate multi-label logits ``(B, C, ...)`` against a target of the same shape (values in {0, 1}
+    per channel, or in [0, 1] when ``soft``) and flatten both to ``(B, C, N)`` in the compute dtype."""
+    _check_common(logits, target, min_logit_dims=3)
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"multi-label target must have the shape of logits {tuple(logits.shape)} (B, C, ...), "
+            f"got {tuple(target.shape)}"
+        )
+    b, c = logits.shape[:2]
+    z, y = binary_inputs(logits.reshape(b * c, -1), target.reshape(b * c, -1), soft=soft)
+    return z.view(b, c, -1), y.view(b, c, -1)
+
+
+def index_target(logits: Tensor, target: Tensor, ignore_index: int | None = None) -> Tensor:
+    """A multi-class target as class indices: a ``(B, ...)`` index target unchanged; a one-hot target of
+    the logits' shape ``(B, C, ...)`` (values {0, 1}, exactly one 1 per pixel) as its argmax, so index and
+    one-hot targets give the same loss."""
+    if not (
+        isinstance(logits, Tensor)
+        and isinstance(target, Tensor)
+        and target.dim() >= 3
+        and target.shape == logits.shape
+        and logits.shape[1] >= 2
+    ):
+        return target
+    if ignore_index is not None:
+        raise ValueError("ignore_index applies to index targets (B, ...), not to a one-hot target")
+    if target.dtype.is_complex:
+        raise TypeError(f"one-hot target must be real, got dtype {target.dtype}")
+    if value_checks_enabled():
+        _check_target_values(target, soft=False)
+        per_pixel = target.sum(1, dtype=torch.int64 if not target.is_floating_point() else None)
+        if not bool((per_pixel == 1).all()):
+            raise ValueError(
+                "one-hot target must have exactly one 1 per pixel along the channel dimension, "
+                f"found pixels with {int(per_pixel.min())}..{int(per_pixel.max())}"
+            )
+    return (target if target.is_floating_point() else target.to(torch.uint8)).argmax(1)
+
+
+def check_real(
+    value: object, name: str, *, low: float = 0.0, high: float = math.inf, low_open: bool = False
+) -> float:
+    """``value`` as a float if it is a finite real number in ``[low, high]`` (``(low, high]`` when
+    ``low_open``), else ``ValueError`` naming ``name``. Rejects bools, NaN and infinities."""
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.dtype.is_complex:
+        value = value.item()
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok and (value > low if low_open else value >= low) and value <= high:
+        return float(value)
+    if math.isinf(high):
+        expected = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        expected = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+    raise ValueError(f"{name} must be a finite number {expected}, got {value!r}")
+
+
+def check_ignore_index(ignore_index: object) -> int | None:
+    """``ignore_index`` if it is an int or None (not a bool, not a float), else ``TypeError``."""
+    if ignore_index is not None and (not isinstance(ignore_index, int) or isinstance(ignore_index, bool)):
+        raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
+    return ignore_index
+
+
+def check_class_values(value: object, name: str, n_classes: int, like: Tensor) -> Tensor | None:
+    """``None``, or ``value`` (a scalar, broadcast, or one value per class) as a ``(C,)`` tensor of finite
+    values >= 0 in ``like``'s dtype and device."""
+    if value is None:
+        return None
+    vec = torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1)
+    if vec.numel() == 1:
+        vec = vec.expand(n_classes)
+    if vec.numel() != n_classes:
+        raise ValueError(
+            f"{name} must be a scalar or have one value per class ({n_classes}), got {vec.numel()} values"
+        )
+    if not bool((torch.isfinite(vec) & (vec >= 0)).all()):
+        raise ValueError(f"{name} must be finite and >= 0, got {vec.tolist()}")
+    return vec

@@ -228,8 +228,8 @@ def test_softmax_on_one_hot_probabilities_is_one_minus_miou(b, c, n, seed, per_i
     expected_present = 1 - ((iou * present).sum(1) / present.sum(1)).mean()
     expected_all = 1 - iou.mean(1).mean()
     everything = torch.ones(c, dtype=torch.bool)
-    got_present = _lovasz_softmax_probs(probs, target, None, per_image, None)
-    got_all = _lovasz_softmax_probs(probs, target, None, per_image, everything)
+    got_present = _lovasz_softmax_probs(probs, target, None, per_image, None, "mean")
+    got_all = _lovasz_softmax_probs(probs, target, None, per_image, everything, "mean")
     torch.testing.assert_close(got_present, expected_present, rtol=0, atol=1e-12)
     torch.testing.assert_close(got_all, expected_all, rtol=0, atol=1e-12)
 

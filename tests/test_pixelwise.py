@@ -121,13 +121,29 @@ BINARY, MULTICLASS = binary_case(0), multiclass_case(0)
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: bce(*BINARY, pos_weight=0.0), ValueError, "pos_weight must be a number > 0, got 0.0"),
-        (lambda: bce(*BINARY, pos_weight=torch.ones(2)), ValueError, r"pos_weight must be a scalar"),
-        (lambda: focal(*BINARY, gamma=-1.0), ValueError, "gamma must be a float >= 0, got -1.0"),
-        (lambda: focal(*BINARY, alpha=1.5), ValueError, r"binary focal alpha must be a float in \[0, 1\]"),
-        (lambda: focal(*BINARY, ignore_index=0), ValueError, "ignore_index is supported for multi-class"),
+        (lambda: bce(*BINARY, pos_weight=0.0), ValueError, "pos_weight must be a finite number > 0, got 0.0"),
+        (
+            lambda: bce(*BINARY, pos_weight=torch.ones(2)),
+            ValueError,
+            r"pos_weight must be a finite number > 0, got tensor",
+        ),
+        (lambda: focal(*BINARY, gamma=-1.0), ValueError, "gamma must be a finite number >= 0, got -1.0"),
+        (
+            lambda: focal(*BINARY, alpha=1.5),
+            ValueError,
+            r"binary focal alpha must be a finite number in \[0, 1\]",
+        ),
+        (
+            lambda: focal(*BINARY, ignore_index=0),
+            ValueError,
+            "ignore_index is supported for mode='multiclass' only",
+        ),
         (lambda: focal(*MULTICLASS, alpha=[1.0, 2.0]), ValueError, r"one value per class \(3\), got 2"),
-        (lambda: cross_entropy(*MULTICLASS, weight=[1.0, -1.0, 1.0]), ValueError, "weight must be >= 0"),
+        (
+            lambda: cross_entropy(*MULTICLASS, weight=[1.0, -1.0, 1.0]),
+            ValueError,
+            "weight must be finite and >= 0",
+        ),
         (lambda: cross_entropy(*BINARY), TypeError, "multi-class target must hold integer class indices"),
         (lambda: weighted_bce(*MULTICLASS), ValueError, "logits have 3 channels: use a multi-class loss"),
     ],

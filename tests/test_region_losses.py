@@ -145,19 +145,21 @@ def test_soft_iou_formula_is_not_minimised_at_soft_labels_but_jaccard_metric_is(
 
 def test_jaccard_metric_multiclass_probability_target():
     logits, labels = multiclass_case(7, c=4)
-    assert jaccard_metric(logits, torch.softmax(logits, 1)).item() < 1e-12
+    mc = {"mode": "multiclass"}
+    assert jaccard_metric(logits, torch.softmax(logits, 1), **mc).item() < 1e-12
     one_hot = torch.nn.functional.one_hot(labels, 4).movedim(-1, 1).double()
-    assert jaccard_metric(logits, 0.9 * one_hot + 0.1 / 4) > 1e-3
-    # a one-hot probability target is the index target
-    torch.testing.assert_close(jaccard_metric(logits, one_hot), jaccard_metric(logits, labels))
+    assert jaccard_metric(logits, 0.9 * one_hot + 0.1 / 4, **mc) > 1e-3
+    # a one-hot probability target (float or integer) is the index target
+    torch.testing.assert_close(jaccard_metric(logits, one_hot, **mc), jaccard_metric(logits, labels))
+    torch.testing.assert_close(jaccard_metric(logits, one_hot.long(), **mc), jaccard_metric(logits, labels))
 
 
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda z, y: tversky(z, y, alpha=-0.1), ValueError, "alpha must be a float >= 0, got -0.1"),
-        (lambda z, y: tversky(z, y, beta="1"), ValueError, "beta must be a float >= 0"),
-        (lambda z, y: soft_dice(z, y, smooth=-2), ValueError, "smooth must be a float >= 0, got -2"),
+        (lambda z, y: tversky(z, y, alpha=-0.1), ValueError, "alpha must be a finite number >= 0, got -0.1"),
+        (lambda z, y: tversky(z, y, beta="1"), ValueError, "beta must be a finite number >= 0"),
+        (lambda z, y: soft_dice(z, y, smooth=-2), ValueError, "smooth must be a finite number >= 0, got -2"),
         (lambda z, y: jaccard_metric(z, y * 1.5), ValueError, r"target must contain values in \[0, 1\]"),
         (lambda z, y: soft_dice(z, y * 0.5), ValueError, "binary target must contain only 0 and 1"),
     ],
@@ -172,9 +174,9 @@ def test_probability_target_errors():
     logits, _ = multiclass_case(9, c=3)
     target = torch.softmax(logits, 1)
     with pytest.raises(ValueError, match="ignore_index applies to index targets only"):
-        jaccard_metric(logits, target, ignore_index=0)
+        jaccard_metric(logits, target, mode="multiclass", ignore_index=0)
     with pytest.raises(ValueError, match=r"probability target must contain values in \[0, 1\]"):
-        jaccard_metric(logits, target * 3)
+        jaccard_metric(logits, target * 3, mode="multiclass")
 
 
 REGION_LOSSES = [soft_iou, soft_dice, tversky, jaccard_metric]

@@ -201,10 +201,10 @@ def test_smoothing_formula():
     ("kwargs", "error", "match"),
     [
         ({"empty": "zero"}, ValueError, "empty must be one of"),
-        ({"smooth": -1.0}, ValueError, "smooth must be a float >= 0, got -1.0"),
-        ({"smooth": "1"}, ValueError, "smooth must be a float >= 0"),
+        ({"smooth": -1.0}, ValueError, "smooth must be a finite number >= 0, got -1.0"),
+        ({"smooth": "1"}, ValueError, "smooth must be a finite number >= 0"),
         ({"per_image": 1}, TypeError, "per_image must be a bool, got int"),
-        ({"ignore_index": 255}, ValueError, "ignore_index is supported for multi-class"),
+        ({"ignore_index": 255}, ValueError, "ignore_index is supported for mode='multiclass'"),
     ],
 )
 def test_bad_options_raise(kwargs, error, match):

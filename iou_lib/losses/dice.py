@@ -15,11 +15,13 @@ and on binary predictions :math:`D = 2J/(1 + J)`. Aggregation (``per_image``), t
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 from torch import Tensor
 
 from iou_lib.losses.region import EmptyRule, check_smooth, region_loss, tversky_index
 from iou_lib.losses.registry import register
+from iou_lib.validation import Mode, Reduction, check_real
 
 __all__ = ["soft_dice", "tversky"]
 
@@ -31,29 +33,28 @@ def _tversky_score(
     return tversky_index(inter, p.sum(dims, keepdim=True), y.sum(dims, keepdim=True), alpha, beta, smooth)
 
 
-def _check_weight(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a float >= 0, got {value!r}")
-    return float(value)
-
-
-@register("tversky")
+@register("tversky", checks={"alpha": lambda v: check_real(v, "alpha")})
 def tversky(
     logits: Tensor,
     target: Tensor,
     *,
     alpha: float = 0.5,
     beta: float = 0.5,
+    mode: Mode | None = None,
     per_image: bool = False,
     smooth: float = 0.0,
     empty: EmptyRule = "fp_rate",
     ignore_index: int | None = None,
+    classes: str | Sequence[int] = "all",
+    reduction: Reduction = "mean",
+    validate_args: bool | None = None,
 ) -> Tensor:
     r"""Tversky loss :math:`1 - (I + s)/(I + \alpha FP + \beta FN + s)` (Salehi et al. 2017).
 
     ``alpha`` weighs false positives, ``beta`` false negatives: ``beta > alpha`` favours recall (small
     structures). ``alpha = beta = 0.5`` is the soft Dice loss, ``alpha = beta = 1`` the soft IoU loss.
-    Shapes, ``per_image``, ``smooth``, ``empty`` and ``ignore_index`` as in :func:`soft_dice`.
+    ``mode``, ``per_image``, ``smooth``, ``empty``, ``ignore_index``, ``classes``, ``reduction`` and
+    ``validate_args`` as in :func:`iou_lib.losses.soft_iou.soft_iou`.
 
     >>> import torch
     >>> y = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
@@ -61,16 +62,20 @@ def tversky(
     >>> round(tversky(z, y, alpha=0.2, beta=0.8).item(), 4)  # 1 - 1/(1 + 0.2 + 0.8)
     0.5
     """
-    alpha, beta = _check_weight(alpha, "alpha"), _check_weight(beta, "beta")
+    alpha, beta = check_real(alpha, "alpha"), check_real(beta, "beta")
     score = functools.partial(_tversky_score, alpha=alpha, beta=beta)
     return region_loss(
         logits,
         target,
         score,
+        mode=mode,
         per_image=per_image,
         smooth=smooth,
         empty=empty,
         ignore_index=ignore_index,
+        classes=classes,
+        reduction=reduction,
+        validate_args=validate_args,
         tversky=(alpha, beta),
     )
 
@@ -80,19 +85,22 @@ def soft_dice(
     logits: Tensor,
     target: Tensor,
     *,
+    mode: Mode | None = None,
     per_image: bool = False,
     smooth: float = 0.0,
     empty: EmptyRule = "fp_rate",
     ignore_index: int | None = None,
+    classes: str | Sequence[int] = "all",
+    reduction: Reduction = "mean",
+    validate_args: bool | None = None,
 ) -> Tensor:
     r"""Soft Dice loss :math:`1 - (2I + s)/(\sum p + \sum y + s)`, from logits.
 
     Computed as the Tversky index at :math:`\alpha = \beta = 1/2` with smoothing ``s/2`` (the same ratio
-    with numerator and denominator halved). Binary logits ``(B, 1, H, W)`` or ``(B, H, W)`` with a
-    {0, 1} target (sigmoid); multi-class logits ``(B, C, H, W)`` with an int64 ``(B, H, W)`` target
-    (softmax, mean over classes, optional ``ignore_index``). ``per_image=True`` averages per-image Dice,
-    ``False`` pools the batch. ``empty`` as in :func:`iou_lib.losses.soft_iou.soft_iou` (default
-    ``"fp_rate"``: an empty unit scores ``mean(p)``).
+    with numerator and denominator halved); its relation to the soft IoU is derived in notebook 02,
+    section 6. ``mode`` (binary sigmoid, multi-class softmax, multi-label sigmoid per channel),
+    ``per_image``, ``empty`` (default ``"fp_rate"``: an empty unit scores ``mean(p)``), ``ignore_index``,
+    ``classes``, ``reduction`` and ``validate_args`` as in :func:`iou_lib.losses.soft_iou.soft_iou`.
 
     >>> import torch
     >>> y = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
@@ -105,8 +113,12 @@ def soft_dice(
         target,
         alpha=0.5,
         beta=0.5,
+        mode=mode,
         per_image=per_image,
         smooth=check_smooth(smooth) / 2,
         empty=empty,
         ignore_index=ignore_index,
+        classes=classes,
+        reduction=reduction,
+        validate_args=validate_args,
     )

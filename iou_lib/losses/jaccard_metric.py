@@ -16,10 +16,13 @@ loss. For soft labels (label smoothing, distillation) the plain soft IoU is not 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor
 
 from iou_lib.losses.region import EmptyRule, region_loss, tversky_index
 from iou_lib.losses.registry import register
+from iou_lib.validation import Mode, Reduction
 
 __all__ = ["jaccard_metric"]
 
@@ -35,25 +38,30 @@ def jaccard_metric(
     logits: Tensor,
     target: Tensor,
     *,
+    mode: Mode | None = None,
     per_image: bool = False,
     smooth: float = 0.0,
     empty: EmptyRule = "fp_rate",
     ignore_index: int | None = None,
+    classes: str | Sequence[int] = "all",
+    reduction: Reduction = "mean",
+    validate_args: bool | None = None,
 ) -> Tensor:
     r"""Jaccard metric loss :math:`1 - (I + s)/(U + s)` with the L1 intersection, from logits.
 
-    Targets:
+    Why soft labels need it is shown in notebook 05, section 1. Targets by ``mode``:
 
-    * binary: logits ``(B, 1, H, W)`` or ``(B, H, W)``; target of that shape (or without the channel)
-      with values in [0, 1] (hard or soft labels); :math:`p = \sigma(z)`;
-    * multi-class with an index target: logits ``(B, C, H, W)``, int64 target ``(B, H, W)``, optional
-      ``ignore_index``; :math:`p = \mathrm{softmax}(z)`, mean over classes;
-    * multi-class with a probability target: a float target of the logits' shape ``(B, C, H, W)``
-      (4 or more dimensions, ``C >= 2``; a same-shape pair of 3-D tensors is read as binary), values in
-      [0, 1] per class.
+    * ``"binary"``: logits ``(B, 1, H, W)`` or ``(B, H, W)``; target of that shape (or without the
+      channel) with values in [0, 1] (hard or soft labels); :math:`p = \sigma(z)`;
+    * ``"multiclass"``: logits ``(B, C, H, W)``, :math:`p = \mathrm{softmax}(z)`, with an integer index
+      target ``(B, H, W)`` (optional ``ignore_index``), an integer one-hot target, or a float target of
+      the logits' shape holding class probabilities in [0, 1] (soft labels; one-hot gives the index
+      target's value);
+    * ``"multilabel"``: logits and a target in [0, 1] of shape ``(B, C, H, W)``, a sigmoid per channel.
 
-    ``per_image``, ``smooth`` and ``empty`` as in :func:`iou_lib.losses.soft_iou.soft_iou`; a unit is
-    empty when its target sums to 0.
+    ``None`` reads the mode from the shapes and raises when they share a ``(B, C > 1, H, W)`` shape.
+    ``per_image``, ``smooth``, ``empty``, ``classes``, ``reduction`` and ``validate_args`` as in
+    :func:`iou_lib.losses.soft_iou.soft_iou`; a unit is empty when its target sums to 0.
 
     >>> import torch
     >>> y = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # soft labels
@@ -65,9 +73,13 @@ def jaccard_metric(
         logits,
         target,
         _l1_jaccard_score,
+        mode=mode,
         per_image=per_image,
         smooth=smooth,
         empty=empty,
         ignore_index=ignore_index,
+        classes=classes,
+        reduction=reduction,
+        validate_args=validate_args,
         soft_target=True,
     )

@@ -58,8 +58,25 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from iou_lib.losses.region import reduce_units
 from iou_lib.losses.registry import register
-from iou_lib.validation import binary_inputs, float_compute, multiclass_inputs
+from iou_lib.validation import (
+    REDUCTIONS,
+    Mode,
+    Reduction,
+    binary_inputs,
+    call_checks,
+    check_choice,
+    check_classes,
+    check_flag,
+    check_ignore_index,
+    class_mask,
+    float_compute,
+    index_target,
+    multiclass_inputs,
+    multilabel_inputs,
+    resolve_mode,
+)
 
 __all__ = ["lovasz_hinge", "lovasz_softmax"]
 
@@ -316,21 +333,16 @@ def _masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor
     return total / count.clamp_min(1).to(values.dtype)
 
 
-def _check_flag(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
-def _check_ignore_index(ignore_index: object) -> int | None:
-    if ignore_index is not None and (not isinstance(ignore_index, int) or isinstance(ignore_index, bool)):
-        raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
-    return ignore_index
-
-
-@register("lovasz_hinge")
+@register("lovasz_hinge", modes=("binary", "multilabel"))
 def lovasz_hinge(
-    logits: Tensor, target: Tensor, per_image: bool = True, ignore_index: int | None = None
+    logits: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode | None = None,
+    per_image: bool = True,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+    validate_args: bool | None = None,
 ) -> Tensor:
     r"""Lovász hinge loss for binary segmentation: the Lovász extension of the Jaccard loss of hinge errors.
 
@@ -342,16 +354,23 @@ def lovasz_hinge(
     :math:`\{0, 1\}` (logit :math:`2y - 1` for a correct pixel, logit 0 for a wrong one), the loss is
     exactly :math:`1 - \mathrm{IoU}`; with hard logits :math:`\pm 1` the errors are 0 or 2, so the loss is
     :math:`2\,(1 - \mathrm{IoU})` of the thresholded prediction. An image without foreground scores its
-    largest hinge error (see the module docstring).
+    largest hinge error (see the module docstring). Derived in notebook 04, sections 2 to 4.
 
     Args:
-        logits: ``(B, 1, H, W)`` or ``(B, H, W)`` (any ``(B, ...)``) raw scores.
+        logits: ``(B, 1, H, W)`` or ``(B, H, W)`` (any ``(B, ...)``) raw scores; ``(B, C, H, W)`` with
+            ``mode="multilabel"``.
         target: same shape, or without the channel dimension; values in {0, 1} (or ``ignore_index``).
-        per_image: ``True`` averages one loss per image (mIoU^I), ``False`` pools the batch.
+        mode: ``"binary"`` (one channel) or ``"multilabel"`` (one hinge loss per (image, channel));
+            ``None`` reads it from the shapes (a ``(B, C > 1, H, W)`` pair needs it spelt out).
+        per_image: ``True`` (default, as the paper's code) averages one loss per image (mIoU^I),
+            ``False`` pools the batch (per channel in multi-label mode).
         ignore_index: target value whose pixels are left out (must not be 0 or 1).
+        reduction: ``"mean"`` (default) or ``"sum"`` over units, or ``"none"``: ``(B,)`` / ``(B, C)`` per
+            image, ``(1,)`` / ``(C,)`` pooled; units without a valid pixel are NaN and left out.
+        validate_args: value checks for this call; ``None`` follows :func:`iou_lib.set_value_checks`.
 
     Returns:
-        0-dim float32 tensor (float64 for float64 logits), also under autocast.
+        float32 (float64 for float64 logits), also under autocast.
 
     >>> import torch
     >>> y = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
@@ -360,53 +379,45 @@ def lovasz_hinge(
     >>> lovasz_hinge(torch.tensor([[0.0, 1.0, -1.0, -1.0]]), y)  # errors (1, 0, 0, 0): 1 - IoU = 1/2
     tensor(0.5000)
     """
-    per_image = _check_flag(per_image, "per_image")
-    ignore_index = _check_ignore_index(ignore_index)
-    valid = None
-    if ignore_index is not None:
-        if ignore_index in (0, 1):
-            raise ValueError(f"ignore_index must differ from the binary labels 0 and 1, got {ignore_index}")
-        if isinstance(target, Tensor):
+    per_image = check_flag(per_image, "per_image")
+    ignore_index = check_ignore_index(ignore_index)
+    check_choice(reduction, "reduction", REDUCTIONS)
+    if ignore_index in (0, 1):
+        raise ValueError(f"ignore_index must differ from the binary labels 0 and 1, got {ignore_index}")
+    with call_checks(validate_args):
+        mode = resolve_mode(logits, target, mode, ("binary", "multilabel"))
+        ignored = None
+        if ignore_index is not None and isinstance(target, Tensor):
             ignored = target == ignore_index
-            valid = ~ignored.reshape(ignored.shape[0], -1) if ignored.dim() > 0 else None
-            target = target.masked_fill(ignored, 0)
-    z, y = binary_inputs(logits, target)  # ignored pixels now have target 0: never foreground
+            target = target.masked_fill(ignored, 0)  # ignored pixels now have target 0: never foreground
+        if mode == "multilabel":
+            z, y = multilabel_inputs(logits, target)
+        else:
+            z, y = binary_inputs(logits, target)
+            z, y = z[:, None], y[:, None]
+    n_images, n_channels, n_pix = z.shape
+    z, y = z.reshape(-1, n_pix), y.reshape(-1, n_pix)  # one row per (image, channel)
+    valid = None if ignored is None else ~ignored.reshape(-1, n_pix)
     with float_compute(z.device):
-        n_images = z.shape[0]
         # 1 - z (2y - 1) = (z - 2 z y) + 1: z - 2 z y = -+z is exact, so this rounds once, like the formula
         errors = torch.addcmul(z.detach(), z.detach(), y, value=-2).add_(1)
         # Every positive error may carry weight: the smallest foreground hinge error is rarely positive.
         # NaN is kept: with the value checks off it reaches the loss (with them on there is none)
         keep = None if valid is None else ~(errors <= 0) & valid  # None: the positive errors
         count_dtype = y.dtype if y.numel() < 2**24 else torch.float64  # exact integer sums
-        if per_image:
+        if per_image:  # a segment per row
             group = None
             n_fg = y.sum(1, dtype=count_dtype).to(torch.int64)
             counted = None if valid is None else valid.any(1)
-        else:
-            group = torch.zeros(n_images, dtype=torch.int64, device=z.device)
-            n_fg = y.sum(dtype=count_dtype).to(torch.int64).view(1)
-            counted = None if valid is None else valid.any().view(1)
-        losses = _segment_losses(z, errors, y, keep, group, n_fg)
-        return losses.mean() if counted is None else _masked_mean(losses, counted)
-
-
-def _class_rows(classes: object, n_classes: int, device: torch.device) -> Tensor | None:
-    """Bool ``(C,)`` mask of the classes to average over, or ``None`` for ``"present"``."""
-    if classes == "present":
-        return None
-    if classes == "all":
-        return torch.ones(n_classes, dtype=torch.bool, device=device)
-    if isinstance(classes, str) or not isinstance(classes, Sequence) or len(classes) == 0:
-        raise ValueError(
-            f"classes must be 'present', 'all' or a non-empty list of class indices, got {classes!r}"
-        )
-    bad = [c for c in classes if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < n_classes]
-    if bad:
-        raise ValueError(f"classes must hold class indices in 0..{n_classes - 1}, got {bad}")
-    mask = torch.zeros(n_classes, dtype=torch.bool, device=device)
-    mask[list(classes)] = True
-    return mask
+        else:  # a segment per channel, pooled over the batch
+            group = torch.arange(n_channels, device=z.device).repeat(n_images)
+            n_fg = y.view(n_images, n_channels, n_pix).sum((0, 2), dtype=count_dtype).to(torch.int64)
+            counted = None if valid is None else valid.view(n_images, n_channels, n_pix).any(2).any(0)
+        out = reduce_units(_segment_losses(z, errors, y, keep, group, n_fg), counted, reduction)
+    if reduction != "none":
+        return out
+    out = out.view(n_images if per_image else 1, n_channels)
+    return out[:, 0] if mode == "binary" else out if per_image else out[0]
 
 
 def _lovasz_softmax_probs(
@@ -414,11 +425,12 @@ def _lovasz_softmax_probs(
     target: Tensor,
     valid: Tensor | None,
     per_image: bool,
-    class_mask: Tensor | None,
+    selected: Tensor | None,
+    reduction: Reduction,
 ) -> Tensor:
     """Lovász-softmax of probabilities ``(B, C, N)`` against ``target`` ``(B, N)`` (validated, flat).
 
-    ``class_mask`` ``(C,)`` selects the classes to average, ``None`` means the classes present.
+    ``selected`` ``(C,)`` selects the classes to average, ``None`` means the classes present.
     """
     n_batch, n_classes, n_pix = probs.shape
     dtype, device = probs.dtype, probs.device
@@ -434,18 +446,18 @@ def _lovasz_softmax_probs(
     fg_min = torch.full((n_batch, n_classes), float("inf"), dtype=dtype, device=device)
     fg_min.scatter_reduce_(1, target, fg_err, "amin")
     has_pixels = valid_f.amax(1)[:, None].expand(n_batch, n_classes) > 0
-    row_max = None if class_mask is None else (probs.detach() * valid_f[:, None]).amax(2)
+    row_max = None if selected is None else (probs.detach() * valid_f[:, None]).amax(2)
     if per_image:  # segments: (image, class) pairs
         group = None
     else:  # segments: classes, pooled over the batch
         group = torch.arange(n_classes, device=device).repeat(n_batch)
         n_fg, fg_min, has_pixels = n_fg.sum(0), fg_min.amin(0), has_pixels.any(0)
         row_max = None if row_max is None else row_max.amax(0)
-    if class_mask is None:
+    if selected is None:
         used = n_fg > 0
         threshold = fg_min
     else:
-        used = class_mask & has_pixels
+        used = selected & has_pixels
         # a segment without foreground keeps only its largest error (the extension's value)
         threshold = torch.where(n_fg > 0, fg_min, row_max)
     # Errors below the smallest foreground error come after the last foreground pixel: weight 0.
@@ -457,17 +469,24 @@ def _lovasz_softmax_probs(
         keep &= valid[:, None, :].expand(n_batch, n_classes, n_pix).reshape(n_batch * n_classes, n_pix)
     fg = fg.reshape(n_batch * n_classes, n_pix)
     losses = _segment_losses(probs, errors, fg, keep, group, n_fg.reshape(-1))
-    used = used.reshape(-1, n_classes)
-    return _masked_mean(_masked_mean(losses.view(-1, n_classes), used, dim=1), used.any(1))
+    used, losses = used.reshape(-1, n_classes), losses.view(-1, n_classes)
+    if reduction == "mean":  # over images of the mean over their classes (the paper's code)
+        return _masked_mean(_masked_mean(losses, used, dim=1), used.any(1))
+    out = reduce_units(losses, used, reduction)
+    return out if reduction == "sum" or per_image else out[0]
 
 
-@register("lovasz_softmax")
+@register("lovasz_softmax", modes=("multiclass",))
 def lovasz_softmax(
     logits: Tensor,
     target: Tensor,
+    *,
+    mode: Mode | None = None,
     per_image: bool = False,
     classes: str | Sequence[int] = "present",
     ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+    validate_args: bool | None = None,
 ) -> Tensor:
     r"""Lovász-softmax loss: the mean over classes of the Lovász extension of each class's Jaccard loss.
 
@@ -479,18 +498,27 @@ def lovasz_softmax(
     On one-hot probabilities the errors are the indicators of the pixels where prediction and label
     disagree about class :math:`c`, so the loss equals :math:`1 - \mathrm{mIoU}` over the averaged classes.
 
+    Derived in notebook 04, section 4.
+
     Args:
         logits: ``(B, C, H, W)`` (any ``(B, C, ...)``) raw scores, ``C >= 2``; the softmax is inside.
-        target: ``(B, H, W)`` integer class indices.
+        target: ``(B, H, W)`` integer class indices, or a one-hot target of the logits' shape (same value).
+        mode: ``"multiclass"`` (the only mode; ``None`` reads it from the shapes, and a one-hot target
+            needs it spelt out).
         per_image: ``False`` (default, as the paper's code) pools the batch per class (batch mIoU^D);
             ``True`` computes the class average per image, then averages images (mIoU^I).
         classes: ``"present"`` averages the classes with a foreground pixel (in the image if
             ``per_image``, else in the batch); ``"all"`` averages every class, an absent class then
             scoring its largest predicted probability; a list of class indices averages those.
         ignore_index: target value whose pixels are left out.
+        reduction: ``"mean"`` (default): over images of each image's mean over its averaged classes
+            (``per_image=True``; the paper's code), or over the averaged classes (pooled). ``"none"``:
+            the ``(B, C)`` (per image) or ``(C,)`` (pooled) class losses, NaN for classes not averaged,
+            so the mean is ``none.nanmean(-1).nanmean()``. ``"sum"``: the sum of those class losses.
+        validate_args: value checks for this call; ``None`` follows :func:`iou_lib.set_value_checks`.
 
     Returns:
-        0-dim float32 tensor (float64 for float64 logits), also under autocast.
+        float32 (float64 for float64 logits), also under autocast.
 
     >>> import torch
     >>> target = torch.tensor([[0, 0, 1, 1]])
@@ -499,9 +527,13 @@ def lovasz_softmax(
     >>> lovasz_softmax(logits, target)  # 1 - (1/2 + 2/3) / 2
     tensor(0.4167)
     """
-    per_image = _check_flag(per_image, "per_image")
-    ignore_index = _check_ignore_index(ignore_index)
-    z, y, valid = multiclass_inputs(logits, target, ignore_index)
-    class_mask = _class_rows(classes, z.shape[1], z.device)
+    per_image = check_flag(per_image, "per_image")
+    ignore_index = check_ignore_index(ignore_index)
+    check_classes(classes)
+    check_choice(reduction, "reduction", REDUCTIONS)
+    with call_checks(validate_args):
+        resolve_mode(logits, target, mode, ("multiclass",))
+        z, y, valid = multiclass_inputs(logits, index_target(logits, target, ignore_index), ignore_index)
+    selected = class_mask(classes, z.shape[1], z.device)
     with float_compute(z.device):
-        return _lovasz_softmax_probs(torch.softmax(z, dim=1), y, valid, per_image, class_mask)
+        return _lovasz_softmax_probs(torch.softmax(z, dim=1), y, valid, per_image, selected, reduction)

@@ -24,6 +24,7 @@ formula with the sigmoid or softmax folded into one closed-form backward.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -31,6 +32,7 @@ from torch import Tensor
 
 from iou_lib.losses.region import EmptyRule, region_loss
 from iou_lib.losses.registry import register
+from iou_lib.validation import Mode, Reduction
 
 __all__ = ["SoftIoURatio", "soft_iou", "soft_iou_ratio"]
 
@@ -66,27 +68,42 @@ def soft_iou(
     logits: Tensor,
     target: Tensor,
     *,
+    mode: Mode | None = None,
     per_image: bool = False,
     smooth: float = 0.0,
     empty: EmptyRule = "fp_rate",
     ignore_index: int | None = None,
+    classes: str | Sequence[int] = "all",
+    reduction: Reduction = "mean",
+    validate_args: bool | None = None,
 ) -> Tensor:
     r"""Soft IoU loss :math:`1 - (I + s)/(U + s)` (Rahman & Wang 2016), from logits.
 
-    Binary: logits ``(B, 1, H, W)`` or ``(B, H, W)``, target of that shape (or without the channel) in
-    {0, 1}; :math:`p = \sigma(z)`. Multi-class: logits ``(B, C, H, W)``, int64 target ``(B, H, W)``,
-    :math:`p = \mathrm{softmax}(z)`, loss averaged over classes; ``ignore_index`` drops pixels.
+    Derived in notebook 02: the relaxation in section 1, its gradient in section 3, the empty-image
+    rule in section 5.
 
     Args:
-        per_image: ``True`` averages the per-image loss (targets mIoU^I); ``False`` pools the batch into
-            one ratio per class (targets the dataset-style mIoU^D).
+        mode: ``"binary"``: logits ``(B, 1, H, W)`` or ``(B, H, W)``, target of that shape (or without
+            the channel) in {0, 1}, :math:`p = \sigma(z)`. ``"multiclass"``: logits ``(B, C, H, W)``, an
+            integer target ``(B, H, W)`` or a one-hot target ``(B, C, H, W)`` (same value),
+            :math:`p = \mathrm{softmax}(z)`. ``"multilabel"``: logits and a {0, 1} target ``(B, C, H, W)``,
+            a sigmoid per channel. ``None`` reads the mode from the shapes and raises ``ValueError`` when
+            logits and target share a ``(B, C > 1, H, W)`` shape.
+        per_image: ``True`` makes a unit of each image (targets mIoU^I); ``False`` (default) pools the
+            batch into one ratio per class (targets the dataset-style mIoU^D).
         smooth: ``s`` added to numerator and denominator (0 by default: the paper's formula).
         empty: what a unit without foreground contributes: ``"fp_rate"`` (default, its soft false-positive
             rate ``mean(p)``, gradient ``1/N`` per pixel), ``"raw"`` (the plain formula: loss 1, zero
-            gradient) or ``"ignore"`` (left out of the mean). See :mod:`iou_lib.losses.region`.
-        ignore_index: multi-class target value to ignore.
+            gradient) or ``"ignore"`` (left out). See :mod:`iou_lib.losses.region`.
+        ignore_index: target value to ignore (multi-class index targets).
+        classes: ``"all"`` (default), ``"present"`` (classes with a foreground pixel in the unit) or a
+            list of the classes (channels) to count.
+        reduction: ``"mean"`` (default) or ``"sum"`` over the counted units, or ``"none"``: the units,
+            ``(B,)`` / ``(B, C)`` per image, ``(1,)`` / ``(C,)`` pooled, NaN where not counted.
+        validate_args: run the value checks (NaN/Inf, label range) for this call (``True``/``False``);
+            ``None`` follows :func:`iou_lib.set_value_checks`.
 
-    Returns a 0-dim float32 tensor (float64 for float64 logits), finite under autocast.
+    Returns float32 (float64 for float64 logits), finite under autocast.
 
     >>> import torch
     >>> y = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
@@ -100,9 +117,13 @@ def soft_iou(
         logits,
         target,
         soft_iou_ratio,
+        mode=mode,
         per_image=per_image,
         smooth=smooth,
         empty=empty,
         ignore_index=ignore_index,
+        classes=classes,
+        reduction=reduction,
+        validate_args=validate_args,
         tversky=(1.0, 1.0),
     )
