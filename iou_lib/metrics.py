@@ -32,7 +32,13 @@ its ``average="macro"``.
 
 ``ignore_index`` drops pixels whose target equals it (their prediction is not counted). It is usually
 outside ``0..C-1`` (255, CamVid's void); if it names a class, that class is not scored (NaN), as in
-torchmetrics' macro average.
+torchmetrics' macro average. An image whose pixels are all ignored has no score in a per-image average
+(it is left out, whatever ``absent_score``), as the losses leave it out; an image with no pixels at all
+(shape ``(B, 0, W)``) is an error.
+
+**Value checks** (labels in ``0..C-1``, integral finite float targets, no NaN logits in :func:`predict`)
+run by default, each function with one host synchronisation; :class:`IoUAccumulator` defers them to
+:meth:`~IoUAccumulator.compute`, so that ``update`` never waits for the device.
 
 >>> import torch
 >>> pred = torch.tensor([[0, 1, 1, 0]])
@@ -55,7 +61,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from iou_lib.validation import label_inputs
+from iou_lib.validation import (
+    check_absent_score,
+    label_inputs,
+    label_inputs_flagged,
+    value_checks_enabled,
+)
 
 __all__ = [
     "IoUAccumulator",
@@ -79,6 +90,9 @@ def predict(logits: Tensor, threshold: float = 0.5, multiclass: bool | None = No
     ``(B, H, W)``, the channel dropped). Other shapes need ``multiclass`` explicitly; channels are
     dimension 1, and a singleton channel of 4-D or larger binary logits is dropped.
 
+    NaN logits have no class: with value checks on (the default) they raise ``ValueError`` (one sum over
+    the logits and one host synchronisation); infinite logits are fine (a sure prediction).
+
     >>> import torch
     >>> predict(torch.tensor([[[-1.0, 0.2]]]))
     tensor([[[0, 1]]])
@@ -98,6 +112,8 @@ def predict(logits: Tensor, threshold: float = 0.5, multiclass: bool | None = No
                 f"cannot tell binary from multi-class logits of shape {tuple(logits.shape)}: "
                 "pass multiclass=True or multiclass=False"
             )
+    if value_checks_enabled():
+        _check_no_nan(logits.detach())
     if multiclass:
         if logits.dim() < 2 or logits.shape[1] < 2:
             raise ValueError(
@@ -107,6 +123,41 @@ def predict(logits: Tensor, threshold: float = 0.5, multiclass: bool | None = No
     if logits.dim() >= 4 and logits.shape[1] == 1:
         logits = logits.squeeze(1)
     return (torch.sigmoid(logits) > threshold).long()
+
+
+def _check_no_nan(logits: Tensor) -> None:
+    # A sum is NaN if a term is NaN (or if +Inf and -Inf meet): one pass; count only then.
+    if bool(torch.isnan(logits.sum())):
+        n_nan = int(torch.isnan(logits).sum())
+        if n_nan:
+            raise ValueError(
+                f"logits contain {n_nan} NaN values, which predict no class "
+                "(set iou_lib.set_value_checks(False) to skip this check)"
+            )
+
+
+def _count(pred: Tensor, target: Tensor, valid: Tensor | None, num_classes: int) -> Tensor:
+    """Per-image confusion counts ``(B, C, C)`` of flat ``(B, N)`` labels, without a host synchronisation.
+
+    One ``scatter_add_`` into ``B * C * C + 1`` bins (``bincount`` reads the maximum on the host on CUDA);
+    ignored pixels go to the extra bin, and indices are clamped into the bins, so labels that failed a
+    deferred value check cannot index out of bounds (their counts are wrong, and the caller raises).
+    """
+    b, c = pred.shape[0], num_classes
+    image = torch.arange(b, device=pred.device).unsqueeze(1)
+    index = (image * c + target) * c + pred
+    if valid is not None:
+        index = index.masked_fill(~valid, b * c * c)
+    index = index.clamp_(0, b * c * c).reshape(-1)
+    counts = torch.zeros(b * c * c + 1, dtype=torch.long, device=pred.device)
+    counts.scatter_add_(0, index, torch.ones((), dtype=torch.long, device=pred.device).expand(index.numel()))
+    return counts[:-1].reshape(b, c, c)
+
+
+def _leave_out_uncounted(values: Tensor, cm: Tensor) -> Tensor:
+    """Per-image ``values (B, C)`` with NaN rows for images without a counted pixel (all ignored)."""
+    counted = cm.sum((-2, -1)) > 0
+    return values.masked_fill(~counted.unsqueeze(-1), math.nan)
 
 
 def confusion_matrix(
@@ -128,21 +179,8 @@ def confusion_matrix(
              [0, 1]]])
     """
     pred, target, valid = label_inputs(pred, target, num_classes, ignore_index)
-    b, c = pred.shape[0], num_classes
-    image = torch.arange(b, device=pred.device).unsqueeze(1)
-    index = (image * c + target) * c + pred
-    if valid is not None:
-        index = torch.where(valid, index, b * c * c)  # one extra bin collects ignored pixels
-    counts = torch.bincount(index.reshape(-1), minlength=b * c * c + 1)[: b * c * c].reshape(b, c, c)
+    counts = _count(pred, target, valid, num_classes)
     return counts if per_image else counts.sum(0)
-
-
-def _check_absent(absent_score: float) -> float:
-    if isinstance(absent_score, bool) or not isinstance(absent_score, (int, float)):
-        raise TypeError(f"absent_score must be a float (NaN, 0.0 or 1.0 typically), got {absent_score!r}")
-    if not (math.isnan(absent_score) or 0 <= absent_score <= 1):
-        raise ValueError(f"absent_score must be NaN or in [0, 1], got {absent_score!r}")
-    return float(absent_score)
 
 
 def _ratio(num: Tensor, den: Tensor, absent_score: float) -> Tensor:
@@ -165,7 +203,7 @@ def iou_from_confusion(cm: Tensor, absent_score: float = math.nan) -> Tensor:
     tensor([0.7500, 0.5000,    nan])
     """
     tp, fp, fn = _tp_fp_fn(cm)
-    return _ratio(tp, tp + fp + fn, _check_absent(absent_score))
+    return _ratio(tp, tp + fp + fn, check_absent_score(absent_score))
 
 
 def dice_from_confusion(cm: Tensor, absent_score: float = math.nan) -> Tensor:
@@ -176,7 +214,7 @@ def dice_from_confusion(cm: Tensor, absent_score: float = math.nan) -> Tensor:
     tensor([0.8000, 0.6667])
     """
     tp, fp, fn = _tp_fp_fn(cm)
-    return _ratio(2 * tp, 2 * tp + fp + fn, _check_absent(absent_score))
+    return _ratio(2 * tp, 2 * tp + fp + fn, check_absent_score(absent_score))
 
 
 def accuracy_from_confusion(cm: Tensor) -> Tensor:
@@ -209,12 +247,16 @@ def class_iou(
 ) -> Tensor:
     """Per-class IoU: shape ``(C,)`` over the pooled batch, ``(B, C)`` with ``per_image=True``.
 
+    With ``per_image=True`` an image without a counted pixel (every pixel ``ignore_index``) has no score:
+    its row is NaN whatever ``absent_score`` is, so every mean over images leaves it out.
+
     >>> import torch
     >>> class_iou(torch.tensor([[0, 2]]), torch.tensor([[0, 1]]), 3, absent_score=1.0)
     tensor([1., 0., 0.])
     """
     cm = confusion_matrix(pred, target, num_classes, ignore_index=ignore_index, per_image=per_image)
-    return _unscored(iou_from_confusion(cm, absent_score), ignore_index)
+    iou = _unscored(iou_from_confusion(cm, absent_score), ignore_index)
+    return _leave_out_uncounted(iou, cm) if per_image else iou
 
 
 def mean_iou(
@@ -303,8 +345,12 @@ class IoUAccumulator:
 
     Keeps one int64 confusion matrix (data-set IoU, Dice, accuracy) and running sums of per-image IoU
     (mIoU^I), so memory does not grow with the data set. Conventions as in the module docstring. The state
-    lives on the device of the first batch (no host sync per batch), and every tensor attribute is an
-    additive count: accumulators of several processes combine with :meth:`all_reduce`.
+    lives on the device of the first batch, and every tensor attribute is an additive count: accumulators
+    of several processes combine with :meth:`all_reduce`.
+
+    ``update`` makes no host synchronisation: it only queues device work. Its value checks (labels in
+    ``0..C-1``, integral finite float targets) are therefore counted on the device, per batch, and
+    :meth:`compute` raises ``ValueError`` if any batch failed one (the counts are then unusable).
 
     >>> import torch
     >>> acc = IoUAccumulator(num_classes=2)
@@ -322,7 +368,7 @@ class IoUAccumulator:
             raise ValueError(f"num_classes must be an int >= 2 (2 for a binary task), got {num_classes!r}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.absent_score = _check_absent(absent_score)
+        self.absent_score = check_absent_score(absent_score)
         self.reset()
 
     def reset(self) -> None:
@@ -333,6 +379,8 @@ class IoUAccumulator:
         self._class_count = torch.zeros(c, dtype=torch.long)
         self._image_sum = torch.zeros((), dtype=torch.float64)
         self._image_count = torch.zeros((), dtype=torch.long)
+        # batches that failed each deferred value check: pred range, target range, float target integral
+        self._failed_checks = torch.zeros(3, dtype=torch.long)
         self.n_images = 0
 
     def _move_to(self, device: torch.device) -> None:
@@ -343,12 +391,15 @@ class IoUAccumulator:
 
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor) -> None:
-        """Add a batch of hard predictions ``(B, ...)`` and targets (see :func:`predict`)."""
-        cm = confusion_matrix(pred, target, self.num_classes, ignore_index=self.ignore_index, per_image=True)
+        """Add a batch of hard predictions ``(B, ...)`` and targets (see :func:`predict`); no host sync."""
+        pred, target, valid, failed = label_inputs_flagged(pred, target, self.num_classes, self.ignore_index)
+        cm = _count(pred, target, valid, self.num_classes)
         if self.confusion.device != cm.device:
             self._move_to(cm.device)
+        if failed is not None:
+            self._failed_checks += failed
         per_image = _unscored(iou_from_confusion(cm, self.absent_score), self.ignore_index)
-        per_image = per_image.to(self._class_sum.dtype)
+        per_image = _leave_out_uncounted(per_image, cm).to(self._class_sum.dtype)
         scored = ~per_image.isnan()
         self.confusion += cm.sum(0)
         self._class_sum += per_image.nan_to_num(0.0).sum(0)
@@ -379,7 +430,31 @@ class IoUAccumulator:
         self.n_images = int(n)
 
     def compute(self) -> IoUSummary:
-        """The summary of everything seen since construction or :meth:`reset`."""
+        """The summary of everything seen since construction or :meth:`reset`.
+
+        Raises ``ValueError`` if a batch passed to :meth:`update` failed a value check.
+        """
+        failed = self._failed_checks.tolist()
+        if any(failed):
+            problems = [
+                f"{n} with {what}"
+                for n, what in zip(
+                    failed,
+                    (
+                        f"pred outside 0..{self.num_classes - 1}",
+                        f"target outside 0..{self.num_classes - 1}"
+                        + ("" if self.ignore_index is None else f" (ignore_index={self.ignore_index})"),
+                        "a float target that is not integral or not finite",
+                    ),
+                    strict=True,
+                )
+                if n
+            ]
+            raise ValueError(
+                "IoUAccumulator.update() received invalid labels, so the counts are unusable: batches "
+                + "; ".join(problems)
+                + ". confusion_matrix(pred, target, num_classes) on such a batch names the values"
+            )
         dtype = torch.get_default_dtype()
         iou = _unscored(iou_from_confusion(self.confusion, self.absent_score), self.ignore_index)
         dice = _unscored(dice_from_confusion(self.confusion, self.absent_score), self.ignore_index)
