@@ -46,24 +46,7 @@ def test_the_two_commands_and_placeholders():
     assert section("Benchmarks").strip()
 
 
-def test_experiment_tables_are_the_stored_results():
-    # The README quotes stored results; recompute every quoted row from data/results/ so the two cannot
-    # drift apart when the results are regenerated.
-    from iou_lib import reporting
-
+def test_experiment_section_is_generated():
+    # the numbers are generated from data/results/ (tests/test_findings.py checks they are current)
     text = section("What the experiments show")
-    table, _ = reporting.stored_results("synthetic")
-    pooled = table[(table.empty_frac.fillna(0) == 0) & (table.fg_frac == 0.02) & (table.per_image != True)]  # noqa: E712
-    summary = reporting.results_table(pooled, {"miou_d": "fixed", "miou_d@val_thr": "tuned"})
-    quoted = re.findall(r"^\| `([^`]+)` \| (\S+ ± \S+) \| (\S+ ± \S+) \|$", text, flags=re.M)
-    assert len(quoted) == 8
-    for loss, fixed, tuned in quoted:
-        assert (summary.loc[loss, "fixed"], summary.loc[loss, "tuned"]) == (fixed, tuned), loss
-
-    camvid, _ = reporting.stored_results("camvid")
-    classes = reporting.class_table(camvid[camvid.class_name != ""])
-    rows = re.findall(r"^\| (\w+) \| (\d\.\d{3}) \| (\d\.\d{3}) \| (\d\.\d{3}) \|$", text, flags=re.M)
-    assert [r[0] for r in rows] == ["Car", "Pedestrian", "Bicyclist", "SignSymbol", "Pole", "mean"]
-    for name, *values in rows:
-        expected = [f"{classes.loc[name, loss]:.3f}" for loss in ("bce", "soft_iou", "bce:10,soft_iou")]
-        assert values == expected, name
+    assert "<!-- results:start -->" in text and "<!-- results:end -->" in text and "Primary contrast" in text

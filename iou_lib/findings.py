@@ -1,0 +1,325 @@
+"""What the stored experiments show, as tables and sentences generated from the stored results.
+
+Nothing here is typed in: every number and every "A beats B" comes from ``data/results/`` through
+:func:`iou_lib.stats.paired_interval` and :func:`iou_lib.stats.describe_difference`, so replacing a stored
+table changes the prose. Notebooks 06-08 and the README's results section (``tools/make_readme_results.py``)
+call these functions.
+
+Sources (:func:`synthetic_source`, :func:`camvid_source`): the converged grid of ``tools/make_results.py``
+(``data/results/<profile>/<study>/``) once it holds the primary contrast, otherwise the **first, reduced**
+grid (``synthetic_<profile>.csv``, ``camvid_<profile>.csv``: 3 seeds, 144 constant-LR steps, curves still
+rising), labelled as such.
+
+The pre-declared **primary contrast** is soft IoU minus BCE at 1 % foreground, test IoU at p = 0.5
+(:data:`PRIMARY`); every other contrast is secondary, and its p-value is Holm-corrected over all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from iou_lib import reporting
+from iou_lib.stats import describe_difference, holm, paired_interval, paired_pvalue, sign_test
+
+__all__ = [
+    "PRIMARY",
+    "Source",
+    "camvid_source",
+    "camvid_summary",
+    "contrasts",
+    "loss_name",
+    "markdown_table",
+    "primary_sentence",
+    "readme_section",
+    "synthetic_source",
+]
+
+PRIMARY = {"fg_frac": 0.01, "a": "soft_iou", "b": "bce", "metric": "miou_d"}
+"""The pre-declared primary contrast: soft IoU - BCE at 1 % foreground, test IoU at p = 0.5."""
+
+LOSS_NAMES = {
+    "bce": "BCE",
+    "weighted_bce": "weighted BCE",
+    "focal": "focal loss",
+    "soft_iou": "soft IoU",
+    "soft_dice": "soft Dice",
+    "tversky": "Tversky",
+    "lovasz_hinge": "Lovász hinge",
+    "jaccard_metric": "Jaccard metric loss",
+    "0.25*bce+0.75*soft_iou": "0.25 BCE + 0.75 soft IoU",
+    "cross_entropy": "cross-entropy",
+    "lovasz_softmax": "Lovász-softmax",
+}
+METRIC_WORDS = {"miou_d": "IoU at 0.5", "miou_d@val_thr": "IoU at the tuned threshold", "ap": "AP"}
+
+
+def loss_name(spec: str) -> str:
+    """A loss label in words: ``"soft_iou (per image)"`` -> ``"soft IoU (per image)"``; schedules
+    ``"bce then lovasz_hinge"`` -> ``"BCE then Lovász hinge"``.
+
+    >>> loss_name("0.25*bce+0.75*soft_iou"), loss_name("bce then lovasz_hinge (per image)")
+    ('0.25 BCE + 0.75 soft IoU', 'BCE then Lovász hinge (per image)')
+    """
+    base, _, rest = spec.partition(" (")
+    words = " then ".join(LOSS_NAMES.get(p, p) for p in base.split(" then "))
+    return words + (f" ({rest}" if rest else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Stored runs behind a set of findings: ``table`` with a ``loss`` column of labels, how to name it."""
+
+    kind: str  # "grid" (the converged grid) or "first" (the first, reduced grid)
+    label: str
+    table: pd.DataFrame
+    prov: dict[str, Any]
+
+
+def _grid(studies: Sequence[str], profile: str, results_dir: Path | None) -> tuple[pd.DataFrame, dict]:
+    tables, provs = [], []
+    for study in studies:
+        t, p = reporting.stored_study(study, profile, results_dir)
+        if not t.empty:
+            tables.append(t)
+            provs.append(p)
+    if not tables:
+        return pd.DataFrame(), {}
+    table = pd.concat(tables, ignore_index=True).drop_duplicates(["run", "split", "step", "metric"])
+    table = table.assign(loss=table["variant"])  # labels: per-image variants and schedules are their own rows
+    prov = {**provs[0], "n_runs": int(table["run"].nunique()), "table": f"{profile}/" + ", ".join(studies)}
+    prov["wall_s"] = sum(p["wall_s"] for p in provs)
+    prov["clean_tree"] = all(p["clean_tree"] for p in provs)
+    return table, prov
+
+
+def _budget(prov: dict[str, Any]) -> str:
+    plan = prov.get("plan") or prov.get("grid") or {}
+    return str(prov.get("note") or plan)
+
+
+def synthetic_source(profile: str = "cpu", results_dir: str | Path | None = None) -> Source:
+    """The converged synthetic grid when it holds at least two paired seeds of the primary contrast, else
+    the first, reduced grid (plain runs only: no per-image or empty-image variants)."""
+    folder = Path(results_dir) if results_dir is not None else None
+    table, prov = _grid(("primary", "imbalance", "shootout"), profile, folder)
+    if not table.empty:
+        prim = table[
+            (table["fg_frac"] == PRIMARY["fg_frac"]) & table["loss"].isin([PRIMARY["a"], PRIMARY["b"]])
+        ]
+        seeds = prim[prim["split"] == "test"].groupby("seed")["loss"].nunique()
+        if (seeds == 2).sum() >= 2:
+            label = f"converged '{profile}' grid of tools/make_results.py ({prov['n_runs']} runs so far)"
+            return Source("grid", label, table, prov)
+    table, prov = reporting.stored_results("synthetic", profile, results_dir)
+    plain = table[(table["per_image"].astype(str) != "True") & (pd.to_numeric(table["empty_frac"]) == 0)]
+    label = (
+        f"first, reduced '{profile}' grid ({prov['n_runs']} runs: {prov['note']}); its learning curves are "
+        "still rising, so these numbers describe short training, not converged losses"
+    )
+    return Source("first", label, plain.reset_index(drop=True), prov)
+
+
+def camvid_source(profile: str = "cpu", results_dir: str | Path | None = None) -> Source:
+    """CamVid binary per-class runs of the converged grid when stored, else those of the first grid."""
+    folder = Path(results_dir) if results_dir is not None else None
+    table, prov = _grid(("camvid_binary",), profile, folder)
+    if not table.empty and table["seed"].nunique() >= 2:
+        return Source("grid", f"converged '{profile}' CamVid grid ({prov['n_runs']} runs)", table, prov)
+    table, prov = reporting.stored_results("camvid", profile, results_dir)
+    binary = table[table["class_name"].astype(str) != ""]
+    label = f"first, reduced '{profile}' CamVid grid ({prov['n_runs']} runs: {prov['note']})"
+    return Source("first", label, binary.reset_index(drop=True), prov)
+
+
+def contrasts(
+    table: pd.DataFrame,
+    losses: Sequence[str] | None = None,
+    baselines: Sequence[str] = ("bce", "weighted_bce"),
+    metrics: Sequence[str] = ("miou_d", "miou_d@val_thr", "ap"),
+    by: str = "fg_frac",
+) -> pd.DataFrame:
+    """Paired differences ``loss - baseline`` per ``by`` value and metric, with 95 % t intervals, paired t
+    p-values, Holm-adjusted p-values over the secondary contrasts, and the sentence for each.
+
+    Columns: ``by, loss, baseline, metric, n, mean, low, high, p, p_holm, primary, sentence``. Metrics
+    missing from ``table`` (e.g. AP in the first grid) are left out.
+    """
+    out = []
+    present = set(table.loc[table["split"] == "test", "metric"])
+    for metric in (m for m in metrics if m in present):
+        runs = reporting.final_values(table, metric)
+        for baseline in baselines:
+            if baseline not in set(runs["loss"]):
+                continue
+            d = reporting.paired_differences(runs, metric=metric, baseline=baseline, by=(by,))
+            for (group, loss), rows in d.groupby([by, "loss"], sort=False):
+                if losses is not None and loss not in losses:
+                    continue
+                iv = paired_interval(rows["value"], rows["baseline_value"])
+                primary = (group, loss, baseline, metric) == tuple(PRIMARY.values())
+                out.append(
+                    {
+                        by: group,
+                        "loss": loss,
+                        "baseline": baseline,
+                        "metric": metric,
+                        "n": iv.n,
+                        "mean": iv.mean,
+                        "low": iv.low,
+                        "high": iv.high,
+                        "p": paired_pvalue(rows["diff"]),
+                        "primary": primary,
+                        "interval": iv,
+                    }
+                )
+    frame = pd.DataFrame(out)
+    if frame.empty:
+        return frame
+    secondary = ~frame["primary"]
+    frame["p_holm"] = frame["p"]
+    frame.loc[secondary, "p_holm"] = holm(frame.loc[secondary, "p"].to_numpy())
+    frame["sentence"] = [
+        f"at {_percent(g)} foreground, {METRIC_WORDS.get(m, m)}: "
+        + describe_difference(loss_name(a), loss_name(b), iv)
+        if by == "fg_frac"
+        else describe_difference(loss_name(a), loss_name(b), iv)
+        for g, a, b, m, iv in zip(
+            frame[by], frame["loss"], frame["baseline"], frame["metric"], frame["interval"], strict=True
+        )
+    ]
+    return frame.drop(columns="interval")
+
+
+def primary_sentence(table: pd.DataFrame) -> str:
+    """The primary contrast (soft IoU - BCE at 1 %, IoU at 0.5) as a sentence from ``table``."""
+    sub = table[table["fg_frac"] == PRIMARY["fg_frac"]]
+    c = contrasts(sub, losses=[PRIMARY["a"]], baselines=[PRIMARY["b"]], metrics=[PRIMARY["metric"]])
+    if c.empty:
+        return "The primary contrast (soft IoU vs BCE at 1 % foreground) has no paired runs stored yet."
+    return f"Primary contrast (declared before the grid ran): {c.iloc[0]['sentence']}."
+
+
+def camvid_summary(table: pd.DataFrame, a: str = "soft_iou", b: str = "bce") -> tuple[pd.DataFrame, str]:
+    """Per class ``a - b`` paired over seeds (test IoU at 0.5), and a sentence with the sign test over all
+    class x seed pairs."""
+    runs = reporting.final_values(table, "miou_d")
+    d = reporting.paired_differences(runs, baseline=b, by=("class_name",))
+    d = d[d["loss"] == a]
+    rows = []
+    for cls, r in d.groupby("class_name", sort=False):
+        iv = paired_interval(r["value"], r["baseline_value"])
+        rows.append(
+            {
+                "class": reporting._class_label(cls),
+                "n": iv.n,
+                "mean": iv.mean,
+                "low": iv.low,
+                "high": iv.high,
+                "sentence": describe_difference(loss_name(a), loss_name(b), iv),
+            }
+        )
+    st = sign_test(d["diff"])
+    text = (
+        f"{loss_name(a)} scored higher than {loss_name(b)} in {st.positive} and lower in {st.negative} of "
+        f"{len(d)} class x seed pairs (two-sided sign test p = {st.pvalue:.3g})"
+    )
+    return pd.DataFrame(rows), text
+
+
+def _percent(frac: float) -> str:
+    return f"{frac * 100:g} %"
+
+
+def _fmt(x: float, digits: int = 1, scale: float = 100) -> str:
+    return "n/a" if x is None or np.isnan(x) else f"{x * scale:+.{digits}f}"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A pipe table of ``frame`` (values as they are, strings)."""
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def readme_section(profile: str = "cpu", results_dir: str | Path | None = None) -> str:
+    """The README's "What the experiments show" text, generated from the stored results."""
+    syn = synthetic_source(profile, results_dir)
+    conv = reporting.convergence(syn.table, by=("loss",))
+    flat = int(conv["plateaued"].sum())
+    c = contrasts(syn.table, losses=["soft_iou"])
+    lines = [
+        "<!-- generated by tools/make_readme_results.py from data/results/: do not edit by hand -->",
+        "",
+        f"**Source:** the {syn.label}.",
+        "",
+        f"**Convergence check** (mean change of validation IoU between the last 20 % of evaluations and the "
+        f"20 % before, per loss, all fractions; plateau = below 0.02; a curve stuck at 0 counts as flat): "
+        f"{flat} of {len(conv)} losses plateaued"
+        + (
+            f"; not yet: {', '.join(loss_name(x) for x in conv.loc[~conv['plateaued'], 'loss'])}."
+            if flat < len(conv)
+            else "."
+        ),
+        "",
+        primary_sentence(syn.table),
+        "",
+        f"Secondary contrasts of soft IoU against BCE and weighted BCE, test set, paired over seeds, 95 % t "
+        f"interval in IoU points (x 100); p-values Holm-corrected over the {int((~c['primary']).sum())} "
+        "secondary contrasts:",
+        "",
+    ]
+    shown = c.assign(
+        setting=[_percent(g) for g in c["fg_frac"]],
+        comparison=[f"soft IoU - {loss_name(b)}" for b in c["baseline"]],
+        measure=[METRIC_WORDS.get(m, m) for m in c["metric"]],
+        difference=[
+            f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
+            for m, lo, hi in zip(c["mean"], c["low"], c["high"], strict=True)
+        ],
+        seeds=c["n"],
+        holm_p=["primary" if p else f"{q:.3g}" for p, q in zip(c["primary"], c["p_holm"], strict=True)],
+    )
+    shown = shown.sort_values(["fg_frac", "baseline", "metric"], ascending=[False, True, True], kind="stable")
+    lines.append(markdown_table(shown[["setting", "comparison", "measure", "difference", "seeds", "holm_p"]]))
+    clear = shown[(shown["low"] > 0) | (shown["high"] < 0)]
+    lines += [
+        "",
+        "In words, only where the interval excludes 0:"
+        if len(clear)
+        else "No secondary interval excludes 0: no clear difference at this number of seeds.",
+        "",
+    ]
+    lines += [f"- {s}" for s in clear["sentence"]]
+    if len(clear):
+        kept = int((clear["primary"] | (clear["p_holm"] < 0.05)).sum())
+        lines += [
+            "",
+            f"These intervals are not corrected for multiple comparisons; after Holm's correction "
+            f"{kept} of the {len(clear)} stay significant at the 5 % level.",
+        ]
+    cam = camvid_source(profile, results_dir)
+    per_class, signs = camvid_summary(cam.table)
+    per_class = per_class.assign(
+        difference=[
+            f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
+            for m, lo, hi in zip(per_class["mean"], per_class["low"], per_class["high"], strict=True)
+        ],
+        seeds=per_class["n"],
+    )
+    lines += [
+        "",
+        f"**CamVid**, one binary model per class (the paper's protocol), from the {cam.label}: "
+        "soft IoU - BCE, test IoU at 0.5 in points, paired over seeds:",
+        "",
+        markdown_table(per_class[["class", "difference", "seeds"]]),
+        "",
+        f"Over all classes and seeds: {signs}.",
+    ]
+    return "\n".join(lines) + "\n"

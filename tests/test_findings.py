@@ -1,0 +1,95 @@
+"""iou_lib.findings and tools/make_readme_results.py: the prose about results is generated from the stored
+tables, is current in the README, and changes when a stored table changes."""
+
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from iou_lib import findings
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location(
+    "make_readme_results", ROOT / "tools" / "make_readme_results.py"
+)
+make_readme = importlib.util.module_from_spec(spec)
+sys.modules["make_readme_results"] = make_readme
+spec.loader.exec_module(make_readme)
+
+
+def test_readme_results_section_is_current():
+    assert make_readme.main(["--check"]) == 0, "run: python tools/make_readme_results.py"
+
+
+def test_replace_section_keeps_the_rest_and_needs_the_markers():
+    text = f"intro\n{make_readme.START}\nold\n{make_readme.END}\nrest\n"
+    assert (
+        make_readme.replace_section(text, "new\n")
+        == f"intro\n{make_readme.START}\nnew\n{make_readme.END}\nrest\n"
+    )
+    with pytest.raises(ValueError, match="needs exactly one"):
+        make_readme.replace_section("no markers", "x")
+
+
+def paired_table(soft, bce, frac=0.01):
+    rows = []
+    for loss, values in (("soft_iou", soft), ("bce", bce)):
+        for seed, v in enumerate(values):
+            rows.append(
+                {
+                    "run": f"{loss}{seed}",
+                    "loss": loss,
+                    "seed": seed,
+                    "fg_frac": frac,
+                    "split": "test",
+                    "step": 100,
+                    "metric": "miou_d",
+                    "value": v,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_primary_sentence_follows_the_interval():
+    win = findings.primary_sentence(paired_table([0.5, 0.52, 0.55, 0.5, 0.51], [0.4, 0.43, 0.44, 0.41, 0.42]))
+    assert "soft IoU beats BCE by 9.6 points" in win and "(5 paired seeds)" in win
+    tie = findings.primary_sentence(paired_table([0.5, 0.3, 0.55], [0.4, 0.45, 0.44]))
+    assert "no clear difference between soft IoU and BCE" in tie
+    assert "no paired runs" in findings.primary_sentence(paired_table([0.5], [0.4], frac=0.02))
+
+
+def test_contrasts_holm_corrects_the_secondary_ones_only():
+    t = pd.concat([paired_table([0.5, 0.52, 0.55], [0.4, 0.43, 0.44], f) for f in (0.01, 0.02, 0.05)])
+    c = findings.contrasts(t, baselines=["bce"], metrics=["miou_d"])
+    assert c["primary"].sum() == 1
+    prim = c[c["primary"]].iloc[0]
+    assert prim["fg_frac"] == 0.01
+    assert prim["p_holm"] == prim["p"]  # the pre-declared contrast is not corrected
+    sec = c[~c["primary"]]
+    assert (sec["p_holm"] >= sec["p"]).all() and (sec["p_holm"] == (2 * sec["p"]).clip(upper=1)).all()
+
+
+def test_replacing_a_stored_table_changes_the_prose(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    for f in (ROOT / "data" / "results").glob("*_cpu.*"):  # the first grid's tables
+        shutil.copy(f, results)
+    before = findings.readme_section("cpu", results)
+    table = pd.read_csv(results / "synthetic_cpu.csv", keep_default_na=False)
+    swap = {"soft_iou": "bce", "bce": "soft_iou"}  # exchange the two losses of the primary contrast
+    table["loss"] = table["loss"].map(lambda x: swap.get(x, x))
+    table.to_csv(results / "synthetic_cpu.csv", index=False)
+    after = findings.readme_section("cpu", results)
+    assert before != after
+    lines = [text.split("Primary contrast")[1].split("\n")[0] for text in (before, after)]
+    numbers = [re.findall(r"[+-]?\d+\.\d", line)[-3:] for line in lines]
+    if "no clear difference" in lines[0]:  # "+17.8 points [-20.5, +56.0]" -> "-17.8 points [-56.0, +20.5]"
+        (m0, lo0, hi0), (m1, lo1, hi1) = ([float(x) for x in n] for n in numbers)
+        assert (m1, lo1, hi1) == (-m0, -hi0, -lo0)
+    else:  # the same numbers, the other winner
+        swapped = lines[0].replace("BCE", "X").replace("soft IoU", "BCE").replace("X", "soft IoU")
+        assert numbers[0] == numbers[1] and swapped == lines[1]
