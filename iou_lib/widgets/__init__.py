@@ -18,5 +18,15 @@ True
 """
 
 from iou_lib.widgets.gradient import EXPLORER_LOSSES, GradientExplorer, field_state
+from iou_lib.widgets.lovasz import LovaszExplorer
+from iou_lib.widgets.results import ResultsBrowser
+from iou_lib.widgets.soft_labels import SoftLabelExplorer
 
-__all__ = ["EXPLORER_LOSSES", "GradientExplorer", "field_state"]
+__all__ = [
+    "EXPLORER_LOSSES",
+    "GradientExplorer",
+    "LovaszExplorer",
+    "ResultsBrowser",
+    "SoftLabelExplorer",
+    "field_state",
+]
