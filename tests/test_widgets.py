@@ -16,7 +16,6 @@ from iou_lib import losses, relax
 from iou_lib.reporting import stored_results
 from iou_lib.widgets import GradientExplorer, LovaszExplorer, ResultsBrowser, SoftLabelExplorer
 from iou_lib.widgets.gradient import (
-    KNOBS,
     bias_slice,
     descend,
     field_state,
