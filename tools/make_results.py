@@ -1,31 +1,31 @@
-"""Regenerate the stored experiment results in ``data/results/`` (one command, resumable).
+"""Run the studies of notebooks 06-08 and store every finished run under ``data/results/`` (resumable).
 
-    python tools/make_results.py [--profile cpu|gpu|quick] [--only synthetic|camvid] [--threads 1]
+    python tools/make_results.py [--profile cpu|gpu|quick] [--only STUDY ...] [--dry-run] [--jobs N]
 
-Every experiment is a ``python -m iou_lib sweep ...`` command line (run in this process through
-:func:`iou_lib.cli.main`); each run lives in its own folder under ``runs/<profile>/`` and a finished run is
-never redone, so an interrupted regeneration continues where it stopped. At the end the runs of each
-group are reduced to a small tidy CSV, ``data/results/<group>_<profile>.csv``, with a provenance sidecar
-``<group>_<profile>.json`` (the commands, profile, sizes, device, date, git commit, torch version, planned
-and finished runs).
+Studies (``--only`` takes these names; the order below is the order they run in, most important first):
 
-Groups and the notebooks that read them:
+* ``lr`` - the learning rate of every loss, chosen on validation (best ``miou_d@tuned`` at the best step)
+  from the plan's three-value grid with one seed at the primary setting (1 % foreground); the chosen rate is
+  then used for that loss at every foreground fraction. Searched lazily: a loss's search runs just before
+  its first seeded run;
+* ``primary`` - the pre-declared primary contrast: soft IoU vs BCE at 1 % foreground, IoU at 0.5;
+* ``imbalance`` (07) - bce, weighted_bce, soft_iou and ``0.25*bce+0.75*soft_iou`` at foreground fractions
+  0.5 ... 0.005, 5 seeds (10 at 1 % when the plan says so);
+* ``shootout`` (06) - every registered binary loss at 2 % and 1 %: batch-pooled, plus the per-image variant
+  of each region loss, the Lovász hinge from scratch and after a BCE warm-up (``bce:K,lovasz_hinge``);
+* ``camvid_binary`` / ``camvid_multi`` (08) - one binary model per class (car, pedestrian, bicyclist,
+  sign-symbol, pole) with bce, soft_iou and the mix; the 11-class model with cross-entropy, Lovász-softmax
+  and cross-entropy then Lovász-softmax.
 
-* ``synthetic`` (notebooks 06 and 07): eight losses at one imbalanced setting (E2, E3, E6), a sweep of the
-  foreground fraction for three losses (E4; all eight in the gpu grid), and soft IoU aggregated per image
-  vs per batch, with and without empty images, and the empty-image rule (E5);
-* ``camvid`` (notebook 08): one binary model per class for five classes with BCE, soft IoU and BCE then
-  soft IoU; one 11-class model with cross-entropy, Lovász-softmax and cross-entropy then Lovász-softmax.
+Every finished run is reduced to a small tidy CSV (learning curves, every test metric, the run summary as
+``split == "summary"`` rows) plus a JSON sidecar (config, summary, provenance: commit, whether the tree was
+clean, profile, exact budget, device, wall time), under ``data/results/<profile>/<study>/``. A run whose
+files exist there is never redone, so a grid that takes hours continues on a fresh clone; run folders with
+checkpoints live in ``runs/results_<profile>/`` (git-ignored) and let an interrupted run resume.
 
-Profiles (the ``PLANS`` below say exactly what each runs):
-
-* ``cpu``: what is stored in the repository, sized for a 2-core CPU shared with other jobs (its 99 runs
-  took about an hour there, two or three processes at a time, one torch thread each). Smaller
-  than the ``cpu`` run profile of :mod:`iou_lib.config`: 64 px synthetic images, width-8 U-Net, 144 steps,
-  3 seeds; CamVid shrunk 4x to 60x45, width 8, 440 steps, 2 seeds;
-* ``gpu``: the full grid at the ``gpu`` run profile's sizes (all eight losses in the sweep, five seeds,
-  CamVid at 240x180). Not run for the stored results: no GPU was available when they were made;
-* ``quick``: a tiny grid (seconds) that exercises the whole pipeline; the tests run it.
+``--dry-run`` prints the plan (runs per study, how many are stored, an estimated time) and trains nothing.
+``--profile gpu`` runs the same studies at the ``gpu`` profile's size; ``--jobs N`` runs N worker
+processes side by side (small models leave one GPU mostly idle), each taking every N-th group of runs.
 """
 
 from __future__ import annotations
@@ -34,262 +34,623 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUPS = ("synthetic", "camvid")
-# rows kept in the stored tables: learning curves and the final test metrics (all of them)
-KEEP = {"train": ("loss",), "val": ("miou_d", "miou_i")}
+STUDIES = ("lr", "primary", "imbalance", "shootout", "camvid_binary", "camvid_multi")
+PRIMARY = ("soft_iou", "bce")  # the pre-declared primary contrast: soft IoU - BCE at 1 %, IoU at 0.5
+# rows kept from a run: learning curves (train loss, validation metrics) and every test metric
+KEEP = {"train": ("loss", "lr"), "val": ("miou_d", "miou_d@tuned", "threshold@tuned", "ap")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A loss as a study trains it: spec, aggregation of the region losses, and its label in tables."""
+
+    loss: str
+    per_image: bool = False
+
+    @property
+    def label(self) -> str:
+        """``"soft_iou (per image)"``, ``"bce then lovasz_hinge"`` (a warm-up schedule)."""
+        return self.loss.replace(":{warmup},", " then ") + (" (per image)" if self.per_image else "")
+
+    @property
+    def slug(self) -> str:
+        s = self.loss.replace("*", "x").replace(":", "-").replace(",", "_").replace("+", "p")
+        return s + ("_pi" if self.per_image else "")
+
+    def options(self) -> dict[str, dict[str, Any]]:
+        """``per_image`` for every region loss of the spec (the Lovász hinge defaults to per image)."""
+        from iou_lib.train import loss_names
+
+        region = {"soft_iou", "soft_dice", "tversky", "jaccard_metric", "lovasz_hinge"}
+        return {n: {"per_image": self.per_image} for n in sorted(loss_names(self.loss) & region)}
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What one profile of this script runs. Sizes are command-line options of ``python -m iou_lib``."""
+    """Sizes and studies of one profile. Budgets are optimizer steps; ``{warmup}`` in a loss spec is
+    ``warmup_frac * steps`` (the BCE warm-up of the Lovász hinge)."""
 
-    cli_profile: str  # the iou_lib run profile the sizes start from
-    synthetic_sizes: tuple[str, ...]
-    synthetic_epochs: int
-    setting: float  # the foreground fraction of the loss comparison (notebook 06)
-    losses: tuple[str, ...]  # compared at ``setting``; "{half}" is half the epochs (a schedule)
-    fg_fracs: tuple[float, ...]  # the sweep (notebook 07)
-    sweep_losses: tuple[str, ...]
-    empty_frac: float  # share of images without foreground in the aggregation experiment
+    name: str
+    image_size: int
+    n_train: int
+    n_val: int
+    batch_size: int
+    width: int
+    depth: int
+    steps: int
+    eval_every: int
+    lr_grid: tuple[float, ...]
     seeds: tuple[int, ...]
-    camvid_sizes: tuple[str, ...]
-    camvid_epochs: int
-    camvid_classes: tuple[str, ...]
-    camvid_binary_losses: tuple[str, ...]
-    camvid_multi_losses: tuple[str, ...]
+    extra_seeds: tuple[int, ...]  # more seeds for the imbalance losses at the primary fraction
+    primary_frac: float
+    fg_fracs: tuple[float, ...]
+    shootout_fracs: tuple[float, ...]
+    imbalance_losses: tuple[str, ...]
+    shootout: tuple[Variant, ...]
+    warmup_frac: float
+    camvid_scale: int
+    camvid_width: int
+    camvid_batch_size: int
+    camvid_steps: int
+    camvid_eval_every: int
+    camvid_lr: float
     camvid_seeds: tuple[int, ...]
-    note: str
+    camvid_classes: tuple[str, ...]
+    camvid_binary: tuple[str, ...]
+    camvid_multi: tuple[str, ...]
+    seconds_per_step: float  # for the time estimate of --dry-run (measured by the pilots, per run)
+
+    @property
+    def note(self) -> str:
+        """The sizes in words (for provenance and the notebooks)."""
+        return (
+            f"synthetic {self.image_size} px, {self.n_train} train / {self.n_val} val / {self.n_val} test "
+            f"images, U-Net width {self.width}, depth {self.depth}, batch {self.batch_size}, "
+            f"{self.steps} Adam steps (warm-up + cosine), validation every {self.eval_every} steps; "
+            f"CamVid shrunk {self.camvid_scale}x, width {self.camvid_width}, batch {self.camvid_batch_size}, "
+            f"{self.camvid_steps} steps"
+        )
 
 
-_LOSSES = ("bce", "weighted_bce", "focal", "soft_iou", "soft_dice", "lovasz_hinge", "bce:{half},soft_iou",
-           "0.25*bce+0.75*soft_iou")
-_CLASSES = ("car", "pedestrian", "bicyclist", "signsymbol", "pole")
-_BINARY = ("bce", "soft_iou", "bce:{half},soft_iou")
-_MULTI = ("cross_entropy", "lovasz_softmax", "cross_entropy:{half},lovasz_softmax")
+_REGION = ("soft_iou", "soft_dice", "tversky", "jaccard_metric", "lovasz_hinge")
+_MIX = "0.25*bce+0.75*soft_iou"
+_SHOOTOUT = (
+    *(Variant(n) for n in ("bce", "weighted_bce", "focal", *_REGION, _MIX)),
+    *(Variant(n, per_image=True) for n in _REGION),
+    Variant("bce:{warmup},lovasz_hinge"),
+)
+_IMBALANCE = ("bce", "weighted_bce", "soft_iou", _MIX)
+_CAMVID = dict(
+    camvid_classes=("car", "pedestrian", "bicyclist", "signsymbol", "pole"),
+    camvid_binary=("bce", "soft_iou", _MIX),
+    camvid_multi=("cross_entropy", "lovasz_softmax", "cross_entropy:{warmup},lovasz_softmax"),
+)
 
 PLANS: dict[str, Plan] = {
     "cpu": Plan(
-        cli_profile="fast",
-        synthetic_sizes=("--image-size", "64", "--n-train", "384", "--n-val", "96", "--batch-size", "16",
-                         "--width", "8", "--depth", "3", "--lr", "0.003"),
-        synthetic_epochs=6, setting=0.02, losses=_LOSSES, fg_fracs=(0.5, 0.1, 0.02, 0.01),
-        sweep_losses=("bce", "weighted_bce", "soft_iou"), empty_frac=0.3, seeds=(0, 1, 2),
-        camvid_sizes=("--scale", "4", "--batch-size", "16", "--width", "8", "--depth", "3", "--lr", "0.003"),
-        camvid_epochs=20, camvid_classes=("car", "pedestrian", "bicyclist", "signsymbol", "pole"),
-        camvid_binary_losses=_BINARY, camvid_multi_losses=_MULTI, camvid_seeds=(0, 1),
-        note="reduced grid for a 2-core CPU shared with other jobs: synthetic 64 px, 384 train / 96 val / "
-             "96 test images, U-Net width 8, depth 3, 6 epochs (144 Adam steps), 3 seeds; CamVid shrunk 4x "
-             "(60x45), U-Net width 8, depth 3, 20 epochs (440 steps), 2 seeds",
+        name="cpu",
+        image_size=48,
+        n_train=512,
+        n_val=128,
+        batch_size=16,
+        width=8,
+        depth=3,
+        steps=600,
+        eval_every=30,
+        lr_grid=(1e-3, 3e-3, 1e-2),
+        seeds=(0, 1, 2, 3, 4),
+        extra_seeds=(5, 6, 7, 8, 9),
+        primary_frac=0.01,
+        fg_fracs=(0.5, 0.2, 0.05, 0.02, 0.01, 0.005),
+        shootout_fracs=(0.01, 0.02),
+        imbalance_losses=_IMBALANCE,
+        shootout=_SHOOTOUT,
+        warmup_frac=0.25,
+        camvid_scale=2,
+        camvid_width=8,
+        camvid_batch_size=8,
+        camvid_steps=1200,
+        camvid_eval_every=60,
+        camvid_lr=3e-3,
+        camvid_seeds=(0, 1, 2),
+        **_CAMVID,
+        seconds_per_step=0.05,
     ),
     "gpu": Plan(
-        cli_profile="gpu", synthetic_sizes=(), synthetic_epochs=20, setting=0.02, losses=_LOSSES,
-        fg_fracs=(0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005), sweep_losses=_LOSSES, empty_frac=0.3,
-        seeds=(0, 1, 2, 3, 4), camvid_sizes=(), camvid_epochs=100, camvid_classes=_CLASSES,
-        camvid_binary_losses=_BINARY, camvid_multi_losses=_MULTI, camvid_seeds=(0, 1, 2),
-        note="full grid at the gpu run profile's sizes (128 px synthetic, CamVid 240x180), 5 / 3 seeds",
+        name="gpu",
+        image_size=128,
+        n_train=2048,
+        n_val=256,
+        batch_size=32,
+        width=32,
+        depth=4,
+        steps=1500,
+        eval_every=75,
+        lr_grid=(3e-4, 1e-3, 3e-3),
+        seeds=(0, 1, 2, 3, 4),
+        extra_seeds=(5, 6, 7, 8, 9),
+        primary_frac=0.01,
+        fg_fracs=(0.5, 0.2, 0.05, 0.02, 0.01, 0.005),
+        shootout_fracs=(0.01, 0.02),
+        imbalance_losses=_IMBALANCE,
+        shootout=_SHOOTOUT,
+        warmup_frac=0.25,
+        camvid_scale=1,
+        camvid_width=32,
+        camvid_batch_size=16,
+        camvid_steps=2000,
+        camvid_eval_every=100,
+        camvid_lr=1e-3,
+        camvid_seeds=(0, 1, 2),
+        **_CAMVID,
+        seconds_per_step=0.004,
     ),
     "quick": Plan(
-        cli_profile="fast",
-        synthetic_sizes=("--image-size", "16", "--n-train", "16", "--n-val", "8", "--batch-size", "8",
-                         "--width", "4", "--depth", "1"),
-        synthetic_epochs=2, setting=0.1, losses=("bce", "bce:{half},soft_iou"), fg_fracs=(0.1,),
-        sweep_losses=("soft_iou",), empty_frac=0.5, seeds=(0,),
-        camvid_sizes=("--scale", "8", "--batch-size", "32", "--width", "4", "--depth", "1"), camvid_epochs=2,
-        camvid_classes=("car",), camvid_binary_losses=("soft_iou",), camvid_multi_losses=("cross_entropy",),
+        name="quick",
+        image_size=16,
+        n_train=32,
+        n_val=8,
+        batch_size=8,
+        width=4,
+        depth=1,
+        steps=8,
+        eval_every=2,
+        lr_grid=(1e-3, 1e-2),
+        seeds=(0, 1),
+        extra_seeds=(),
+        primary_frac=0.1,
+        fg_fracs=(0.1, 0.3),
+        shootout_fracs=(0.1,),
+        imbalance_losses=("bce", "soft_iou"),
+        shootout=(Variant("bce"), Variant("soft_iou", per_image=True), Variant("bce:{warmup},lovasz_hinge")),
+        warmup_frac=0.25,
+        camvid_scale=8,
+        camvid_width=4,
+        camvid_batch_size=8,
+        camvid_steps=4,
+        camvid_eval_every=2,
+        camvid_lr=3e-3,
         camvid_seeds=(0,),
-        note="tiny smoke-test grid (seconds); its numbers mean nothing",
+        camvid_classes=("car",),
+        camvid_binary=("soft_iou",),
+        camvid_multi=("cross_entropy",),
+        seconds_per_step=0.01,
     ),
 }
 
 
 @dataclasses.dataclass(frozen=True)
-class Step:
-    """One sweep command; ``columns`` are added to its rows in the stored table."""
+class Unit:
+    """One configuration trained on several seeds (one call of ``run_grid``: the engine may batch seeds).
 
-    group: str
-    out: str  # folder under runs/<profile>/
-    argv: tuple[str, ...]
-    columns: tuple[tuple[str, object], ...] = ()
+    ``lr=None``: the rate chosen for ``variant`` by the ``lr`` study.
+    """
 
-    @property
-    def n_runs(self) -> int:
-        """How many runs the command trains (fractions x losses x seeds)."""
-        counts = {}
-        for i, word in enumerate(self.argv):
-            if word in ("--fg-fracs", "--losses", "--seeds"):
-                rest = self.argv[i + 1:]
-                counts[word] = next((j for j, w in enumerate(rest) if w.startswith("--")), len(rest))
-        return counts.get("--fg-fracs", 1) * counts["--losses"] * counts["--seeds"]
+    study: str
+    data: str  # "synthetic" or "camvid"
+    variant: Variant
+    seeds: tuple[int, ...]
+    fg_frac: float | None = None
+    class_name: str | None = None
+    lr: float | None = None
 
-
-def _schedule(specs: Sequence[str], epochs: int) -> list[str]:
-    return [s.format(half=epochs // 2) for s in specs]
+    def run_id(self, seed: int, lr: float) -> str:
+        what = f"fg{self.fg_frac:g}" if self.data == "synthetic" else f"camvid-{self.class_name or 'all'}"
+        return f"{what}_{self.variant.slug}_lr{lr:g}_s{seed}"
 
 
-def steps(plan: Plan, data_path: str | None = None) -> list[Step]:
-    """The sweep commands of a plan, most informative first (so partial results are useful). CamVid is
-    read from ``data_path`` if given, else the command line finds it through ``IOU_DATA_DIR``."""
-    common = ("--profile", plan.cli_profile, "--no-progress")
-    syn = (*common, *plan.synthetic_sizes, "--epochs", str(plan.synthetic_epochs))
-    seeds = ("--seeds", *map(str, plan.seeds))
-    sweep_fracs = [f for f in sorted(plan.fg_fracs) if f != plan.setting]
-    out: list[Step] = [
-        Step("synthetic", "synthetic", ("sweep", *syn, "--fg-fracs", str(plan.setting), *seeds, "--losses",
-                                        *_schedule(plan.losses, plan.synthetic_epochs))),
-        *(Step("synthetic", "synthetic", ("sweep", *syn, "--fg-fracs", str(f), *seeds, "--losses",
-                                          *_schedule(plan.sweep_losses, plan.synthetic_epochs)))
-          for f in sweep_fracs),
-    ]
-    # aggregation (E5): soft IoU per image vs per batch, with and without empty images
-    per_image = ("--loss-option", "soft_iou.per_image=true")
-    raw = ("--loss-option", "soft_iou.empty=raw")
-    for name, empty, options in (("per_image", 0.0, per_image), ("empty", plan.empty_frac, ()),
-                                 ("empty_per_image", plan.empty_frac, per_image),
-                                 ("empty_per_image_raw", plan.empty_frac, (*per_image, *raw))):
-        rule = "raw" if raw[1] in options else "fp_rate"
-        out.append(Step("synthetic", name, ("sweep", *syn, "--fg-fracs", str(plan.setting), "--empty-frac",
-                                            str(empty), *options, *seeds, "--losses", "soft_iou"),
-                        (("empty_frac", empty), ("per_image", bool(options)), ("empty_rule", rule))))
-    cam = (*common, "--data", "camvid", *(("--path", data_path) if data_path else ()), *plan.camvid_sizes,
-           "--epochs", str(plan.camvid_epochs), "--seeds", *map(str, plan.camvid_seeds))
-    for cls in plan.camvid_classes:
-        losses = _schedule(plan.camvid_binary_losses, plan.camvid_epochs)
-        out.append(Step("camvid", "camvid_binary", ("sweep", *cam, "--cls", cls, "--losses", *losses)))
-    out.append(Step("camvid", "camvid_multi", ("sweep", *cam, "--losses",
-                                               *_schedule(plan.camvid_multi_losses, plan.camvid_epochs))))
-    return out
+def units(plan: Plan, studies: Sequence[str] = STUDIES) -> list[Unit]:
+    """Every group of runs of ``plan``, most important first. Identical runs shared by two studies are
+    listed once (under the first); the ``lr`` search runs are listed here but run lazily."""
+    out: list[Unit] = []
+    p = plan.primary_frac
+    main = plan.seeds
+    if "lr" in studies:
+        losses = dict.fromkeys([Variant(v) for v in plan.imbalance_losses] + list(plan.shootout))
+        out += [Unit("lr", "synthetic", v, (main[0],), p, lr=lr) for v in losses for lr in plan.lr_grid]
+    if "primary" in studies:
+        out += [Unit("primary", "synthetic", Variant(n), main, p) for n in PRIMARY]
+    if "imbalance" in studies:
+        fracs = sorted(plan.fg_fracs, key=lambda f: (f != p, abs(math.log(f / p))))  # nearest to 1 % first
+        out += [
+            Unit("imbalance", "synthetic", Variant(n), main, f) for f in fracs for n in plan.imbalance_losses
+        ]
+    if "shootout" in studies:
+        out += [Unit("shootout", "synthetic", v, main, f) for f in plan.shootout_fracs for v in plan.shootout]
+    if "imbalance" in studies and plan.extra_seeds:
+        out += [
+            Unit("imbalance", "synthetic", Variant(n), plan.extra_seeds, p) for n in plan.imbalance_losses
+        ]
+    if "camvid_binary" in studies:
+        out += [
+            Unit("camvid_binary", "camvid", Variant(n), plan.camvid_seeds, class_name=c, lr=plan.camvid_lr)
+            for c in plan.camvid_classes
+            for n in plan.camvid_binary
+        ]
+    if "camvid_multi" in studies:
+        out += [
+            Unit("camvid_multi", "camvid", Variant(n), plan.camvid_seeds, lr=plan.camvid_lr)
+            for n in plan.camvid_multi
+        ]
+    seen: set[tuple[Any, ...]] = set()
+    unique = []
+    for u in out:
+        key = (u.data, u.variant, u.fg_frac, u.class_name, u.lr)
+        seeds = tuple(s for s in u.seeds if (*key, s) not in seen)
+        seen |= {(*key, s) for s in seeds}
+        if seeds:
+            unique.append(dataclasses.replace(u, seeds=seeds))
+    return unique
 
 
-def _git(*args: str) -> str:
+def n_runs(us: Sequence[Unit]) -> int:
+    return sum(len(u.seeds) for u in us)
+
+
+def config_for(plan: Plan, unit: Unit, seed: int, lr: float, runs_dir: Path) -> Any:
+    """The :class:`iou_lib.train.TrainConfig` of one run (seed) of ``unit`` at learning rate ``lr``."""
+    from iou_lib.train import DataSpec, TrainConfig
+
+    if unit.data == "synthetic":
+        data = DataSpec(
+            kind="synthetic",
+            fg_frac=unit.fg_frac,
+            image_size=plan.image_size,
+            n_train=plan.n_train,
+            n_val=plan.n_val,
+        )
+        steps, every, width, batch = plan.steps, plan.eval_every, plan.width, plan.batch_size
+    else:
+        data = DataSpec(kind="camvid", class_name=unit.class_name, scale=plan.camvid_scale)
+        steps, every = plan.camvid_steps, plan.camvid_eval_every
+        width, batch = plan.camvid_width, plan.camvid_batch_size
+    loss = unit.variant.loss.format(warmup=int(plan.warmup_frac * steps))
+    name = unit.run_id(seed, lr)
+    return TrainConfig(
+        data=data,
+        loss=loss,
+        loss_options=unit.variant.options(),
+        width=width,
+        depth=plan.depth,
+        lr=lr,
+        batch_size=batch,
+        seed=seed,
+        steps=steps,
+        eval_every=every,
+        lr_schedule="cosine",
+        progress=False,
+        run_name=name,
+        out_dir=str(runs_dir / name),
+    )
+
+
+# ------------------------------------------------------------------------------------------ stored runs
+def stored_path(results_dir: Path, plan: Plan, study: str, run_id: str) -> Path:
+    return results_dir / plan.name / study / f"{run_id}.csv"
+
+
+def is_stored(results_dir: Path, plan: Plan, unit: Unit, seed: int, lr: float) -> bool:
+    path = stored_path(results_dir, plan, unit.study, unit.run_id(seed, lr))
+    return path.exists() and path.with_suffix(".json").exists()
+
+
+def reduce_rows(table: Any, summary: dict[str, Any], columns: dict[str, Any]) -> Any:
+    """A run's kept rows (:data:`KEEP` and all test rows), its summary as ``split == "summary"`` rows
+    (``steps``, ``best_step``, ``collapsed``, ``wall_s``) and the study's ``columns``."""
+    import pandas as pd
+
+    keep = table["split"].eq("test")
+    for split, metrics in KEEP.items():
+        keep |= table["split"].eq(split) & table["metric"].isin(metrics)
+    rows = table[keep].copy()
+    first = rows.iloc[0].to_dict()
+    extra = []
+    for metric in ("steps", "best_step", "collapsed", "wall_s"):
+        value = summary.get(metric)
+        if value is not None:
+            extra.append(
+                {
+                    **first,
+                    "split": "summary",
+                    "step": summary.get("steps"),
+                    "metric": metric,
+                    "value": float(value),
+                }
+            )
+    rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+    for key, value in columns.items():
+        rows[key] = value
+    return rows
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def store_run(results_dir: Path, plan: Plan, unit: Unit, cfg: Any, provenance: dict[str, Any]) -> Path:
+    """Reduce the finished run in ``cfg.out_dir`` and write ``<run>.csv`` + ``<run>.json`` (JSON last:
+    a run counts as stored only when both exist)."""
+    import pandas as pd
+
+    folder = Path(cfg.out_dir)
+    summary = json.loads((folder / "summary.json").read_text())
+    table = pd.read_csv(folder / "results.csv", keep_default_na=False)
+    columns = {
+        "study": unit.study,
+        "variant": unit.variant.label,
+        "per_image": unit.variant.per_image,
+        "lr": cfg.lr,
+        "profile": plan.name,
+    }
+    rows = reduce_rows(table, summary, columns)
+    path = stored_path(results_dir, plan, unit.study, cfg.name)
+    write_atomic(path, rows.to_csv(index=False, float_format="%.5g"))
+    record = {
+        "run": cfg.name,
+        "study": unit.study,
+        "config": cfg.to_dict(),
+        "summary": summary,
+        **provenance,
+        "wall_s": summary.get("wall_s"),
+    }
+    record["config"].pop("out_dir", None)
+    write_atomic(path.with_suffix(".json"), json.dumps(record, indent=1, default=str) + "\n")
+    return path
+
+
+def copy_stored(results_dir: Path, plan: Plan, unit: Unit, run_id: str) -> bool:
+    """Store a run that another study already stored (same run, e.g. BCE at 1 % in three studies) under
+    ``unit.study`` too; returns whether there was one."""
+    for other in (results_dir / plan.name).glob(f"*/{run_id}.json"):
+        if other.parent.name == unit.study or not other.with_suffix(".csv").exists():
+            continue
+        target = stored_path(results_dir, plan, unit.study, run_id)
+        rows = other.with_suffix(".csv").read_text().splitlines(keepends=True)
+        header = rows[0].rstrip("\n").split(",")
+        col = header.index("study")
+        body = []
+        for line in rows[1:]:  # "study" holds plain words: no quoting to worry about
+            cells = line.rstrip("\n").split(",")
+            cells[col] = unit.study
+            body.append(",".join(cells) + "\n")
+        write_atomic(target, rows[0] + "".join(body))
+        record = json.loads(other.read_text())
+        write_atomic(
+            target.with_suffix(".json"), json.dumps({**record, "study": unit.study}, indent=1) + "\n"
+        )
+        return True
+    return False
+
+
+def load_stored(results_dir: Path, plan: Plan, study: str | None = None) -> Any:
+    """All stored runs of ``plan`` (optionally one study) as one tidy table."""
+    import pandas as pd
+
+    pattern = f"{study}/*.csv" if study else "*/*.csv"
+    files = sorted(f for f in (results_dir / plan.name).glob(pattern) if f.with_suffix(".json").exists())
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pd.read_csv(f, keep_default_na=False) for f in files], ignore_index=True)
+
+
+def chosen_lr(results_dir: Path, plan: Plan, variant: Variant) -> float | None:
+    """The rate of the ``lr`` study with the best validation ``miou_d@tuned`` (at each run's best step);
+    ``None`` until every rate of the grid is stored. Ties go to the smaller rate."""
+    scores = []
+    for lr in plan.lr_grid:
+        unit = Unit("lr", "synthetic", variant, (plan.seeds[0],), plan.primary_frac, lr=lr)
+        path = stored_path(results_dir, plan, "lr", unit.run_id(plan.seeds[0], lr)).with_suffix(".json")
+        if not path.exists():
+            return None
+        val = json.loads(path.read_text())["summary"].get("val", {})
+        score = val.get("miou_d@tuned", math.nan)
+        scores.append((-1.0 if math.isnan(score) else score, -lr, lr))
+    return max(scores)[2]
+
+
+# ----------------------------------------------------------------------------------------- provenance
+def _git(*args: str, cwd: Path = ROOT) -> str:
     try:
-        proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return ""
     return proc.stdout.strip()
 
 
-def _relative(path: Path) -> str:
-    """``path`` relative to the repository when inside it (provenance stays machine-independent)."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def _device() -> str:
+def provenance(plan: Plan) -> dict[str, Any]:
+    """Commit, whether the code that trains was clean (no uncommitted change under iou_lib/ or tools/),
+    profile, exact budget, device, versions."""
     import torch
 
     from iou_lib.config import default_device
 
     dev = default_device()
     if dev.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(dev)})"
-    cpu = platform.processor() or platform.machine()
-    return f"{dev.type} ({cpu}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
+        device = f"cuda ({torch.cuda.get_device_name(dev)})"
+    else:
+        device = (
+            f"{dev.type} ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+        )
+    dirty = _git("status", "--porcelain", "--", "iou_lib", "tools")
+    return {
+        "profile": plan.name,
+        "plan": json.loads(json.dumps(dataclasses.asdict(plan))),
+        "note": plan.note,
+        "git_commit": _git("rev-parse", "HEAD"),
+        "clean_tree": not dirty,
+        "device": device,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
 
 
-def reduce_table(table, folder: str, columns: dict[str, object], seeds: Sequence[int]):  # noqa: ANN001, ANN201
-    """Keep the runs of ``seeds`` (a run folder may hold others, e.g. from a larger grid), their learning
-    curves (:data:`KEEP`) and all final test metrics; prefix ``run`` with the run ``folder`` (names repeat
-    across folders) and add the step's ``columns``."""
-    table = table[table["seed"].isin(seeds)]
-    keep = table["split"].eq("test")
-    for split, metrics in KEEP.items():
-        keep |= table["split"].eq(split) & table["metric"].isin(metrics)
-    out = table[keep].copy()
-    out["run"] = folder + "/" + out["run"]
-    for key, value in {"empty_frac": 0.0, "per_image": False, "empty_rule": "fp_rate", **columns}.items():
-        out[key] = value
-    return out
+# ------------------------------------------------------------------------------------------- running
+def resolve(plan: Plan, unit: Unit, results_dir: Path) -> Iterator[Unit]:
+    """``unit`` with its rate fixed: the ``lr`` search units of its loss first (if not yet stored)."""
+    if unit.lr is not None:
+        yield unit
+        return
+    lr = chosen_lr(results_dir, plan, unit.variant)
+    if lr is None:
+        for rate in plan.lr_grid:
+            yield Unit("lr", "synthetic", unit.variant, (plan.seeds[0],), plan.primary_frac, lr=rate)
+        lr = chosen_lr(results_dir, plan, unit.variant)
+        if lr is None:
+            raise RuntimeError(f"the learning-rate search of {unit.variant.label} did not finish")
+    yield dataclasses.replace(unit, lr=lr)
+
+
+def train_unit(plan: Plan, unit: Unit, results_dir: Path, runs_dir: Path, prov: dict[str, Any]) -> int:
+    """Train the seeds of ``unit`` not stored yet (one ``run_grid`` call) and store each; returns how many."""
+    from iou_lib.experiments import run_grid
+
+    assert unit.lr is not None
+    todo = [s for s in unit.seeds if not is_stored(results_dir, plan, unit, s, unit.lr)]
+    todo = [s for s in todo if not copy_stored(results_dir, plan, unit, unit.run_id(s, unit.lr))]
+    if not todo:
+        return 0
+    configs = [config_for(plan, unit, s, unit.lr, runs_dir) for s in todo]
+    t0 = time.time()
+    group = f"{unit.study}_{unit.run_id(0, unit.lr).removesuffix('_s0')}"
+    run_grid(configs, runs_dir / "_groups" / group)  # per-group table; run folders sit in runs_dir
+    for cfg in configs:
+        store_run(results_dir, plan, unit, cfg, prov)
+    print(
+        f"[{dt.datetime.now():%H:%M:%S}] {unit.study}: {unit.variant.label} "
+        f"{'fg ' + format(unit.fg_frac, 'g') if unit.fg_frac else unit.class_name or 'all classes'} "
+        f"lr {unit.lr:g} seeds {list(todo)} stored ({time.time() - t0:.0f} s)",
+        flush=True,
+    )
+    return len(todo)
+
+
+def dry_run(plan: Plan, us: Sequence[Unit], results_dir: Path) -> str:
+    """The plan as text: runs per study, how many are stored, and an estimated time for the rest."""
+    lines = [f"profile {plan.name}: {plan.note}"]
+    total_left = 0.0
+    for study in STUDIES:
+        mine = [u for u in us if u.study == study]
+        if not mine:
+            continue
+        runs, done, left_s = 0, 0, 0.0
+        for u in mine:
+            steps = plan.steps if u.data == "synthetic" else plan.camvid_steps
+            for s in u.seeds:
+                lr = u.lr if u.lr is not None else chosen_lr(results_dir, plan, u.variant)
+                stored = lr is not None and is_stored(results_dir, plan, u, s, lr)
+                runs, done = runs + 1, done + stored
+                left_s += 0 if stored else steps * plan.seconds_per_step * (4 if u.data == "camvid" else 1)
+        total_left += left_s
+        lines.append(
+            f"  {study:14s} {runs:4d} runs in {len(mine):3d} groups, {done:4d} stored, "
+            f"~{left_s / 60:.0f} min left"
+        )
+    lines.append(
+        f"  total          {n_runs(us):4d} runs, ~{total_left / 3600:.1f} h left at "
+        f"{plan.seconds_per_step * plan.steps:.0f} s per synthetic run (one process)"
+    )
+    return "\n".join(lines)
+
+
+def _shard(items: Sequence[Unit], shard: str | None) -> list[Unit]:
+    if not shard:
+        return list(items)
+    i, n = map(int, shard.split("/"))
+    return [u for k, u in enumerate(items) if k % n == i]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run (or resume) the grid of a profile and write the stored tables; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=sorted(PLANS), default="cpu", help="which grid (default: cpu)")
-    parser.add_argument("--only", choices=GROUPS, help="one group of experiments")
-    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs", help="run cache (default: runs/)")
-    parser.add_argument("--results-dir", type=Path, default=ROOT / "data" / "results",
-                        help="where the tables go (default: data/results/)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profile", choices=sorted(PLANS), default="cpu", help="which plan (default: cpu)")
+    parser.add_argument("--only", nargs="+", choices=STUDIES, help="run only these studies")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=ROOT / "data" / "results",
+        help="where finished runs are stored (default: data/results/)",
+    )
+    parser.add_argument(
+        "--runs-dir", type=Path, help="run folders with checkpoints (default: runs/results_<profile>)"
+    )
     parser.add_argument("--data-dir", help="CamVid location (default: $IOU_DATA_DIR)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
-    parser.add_argument("--reverse", action="store_true",
-                        help="run the steps in reverse order (a second process can then share the work)")
-    parser.add_argument("--collect", action="store_true",
-                        help="train nothing: write the tables from the runs finished so far")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes side by side (default: 1)")
+    parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n": this worker's share (set by --jobs)
+    parser.add_argument("--max-runs", type=int, help="stop after this many newly trained runs")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan and the time left; train nothing"
+    )
     args = parser.parse_args(argv)
 
-    import pandas as pd
+    plan = PLANS[args.profile]
+    studies = tuple(args.only or STUDIES)
+    us = units(plan, studies)
+    if args.dry_run:
+        print(dry_run(plan, us, args.results_dir))
+        return 0
     import torch
 
-    from iou_lib import cli
-    from iou_lib.data.folders import camvid_root
-    from iou_lib.experiments import load_results
+    from iou_lib.reporting import camvid_available
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    plan = PLANS[args.profile]
-    if args.profile == "gpu" and not (torch.cuda.is_available() or args.dry_run or args.collect):
-        print("the gpu grid needs a CUDA GPU (days on a CPU); --dry-run lists its commands", file=sys.stderr)
-        return 1
-    groups = [args.only] if args.only else list(GROUPS)
-    if "camvid" in groups:
-        try:
-            camvid_root(args.data_dir)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"skipping camvid: {e}", file=sys.stderr)
-            groups.remove("camvid")
-            if args.only:
-                return 1
-    runs = args.runs_dir / args.profile
-    todo = [s for s in steps(plan, args.data_dir) if s.group in groups]
-    todo = todo[::-1] if args.reverse else todo
-    for group in groups:
-        t0 = time.time()
-        commands, folders = [], {}
-        for step in (s for s in todo if s.group == group):
-            argv_ = [*step.argv, "--out", str(runs / step.out)]
-            shown = [*step.argv, "--out", _relative(runs / step.out)]
-            commands.append(shlex.join(["python", "-m", "iou_lib", *shown]))
-            print(commands[-1], flush=True)
-            folders[step.out] = dict(step.columns)
-            if not (args.dry_run or args.collect) and cli.main(argv_) != 0:
-                return 1
-        if args.dry_run:
-            continue
-        seeds = plan.seeds if group == "synthetic" else plan.camvid_seeds
-        table = pd.concat([reduce_table(load_results(runs / f), f, c, seeds) for f, c in folders.items()],
-                          ignore_index=True)
-        name = f"{group}_{args.profile}"
-        planned = sum(s.n_runs for s in todo if s.group == group)
-        args.results_dir.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.results_dir / f"{name}.csv", index=False, float_format="%.5g")
-        provenance = {
-            "table": f"{name}.csv", "group": group, "profile": args.profile, "cli_profile": plan.cli_profile,
-            "grid": dataclasses.asdict(plan), "note": plan.note, "commands": commands,
-            "command": shlex.join(["python", "tools/make_results.py", "--profile", args.profile,
-                                   "--only", group]),
-            "device": _device(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain")),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "n_runs": int(table["run"].nunique()),
-            "n_rows": len(table), "planned_runs": planned, "complete": int(table["run"].nunique()) == planned,
-            "wall_s": None if args.collect else round(time.time() - t0, 1),  # of this call, training included
-        }
-        (args.results_dir / f"{name}.json").write_text(json.dumps(provenance, indent=1) + "\n")
-        print(f"wrote {args.results_dir / name}.csv ({len(table)} rows, {provenance['n_runs']} runs)",
-              flush=True)
+    if args.data_dir:
+        os.environ["IOU_DATA_DIR"] = args.data_dir
+    if any(u.data == "camvid" for u in us) and camvid_available() is None:
+        print("skipping the CamVid studies: no CamVid under $IOU_DATA_DIR / --data-dir", file=sys.stderr)
+        us = [u for u in us if u.data != "camvid"]
+    runs_dir = args.runs_dir or ROOT / "runs" / f"results_{plan.name}"
+    if args.jobs > 1:
+        return _spawn(args, argv or sys.argv[1:], us, plan)
+    prov = provenance(plan)
+    if not prov["clean_tree"]:
+        print(
+            "warning: uncommitted changes under iou_lib/ or tools/; stored runs record clean_tree=false",
+            file=sys.stderr,
+        )
+    trained = 0
+    for unit in _shard([u for u in us if u.study != "lr"] or us, args.shard):
+        for ready in resolve(plan, unit, args.results_dir):
+            trained += train_unit(plan, ready, args.results_dir, runs_dir, prov)
+            if args.max_runs is not None and trained >= args.max_runs:
+                print(f"stopped after {trained} runs (--max-runs)")
+                return 0
+    print(f"done: {trained} runs trained now; {dry_run(plan, us, args.results_dir)}")
     return 0
+
+
+def _spawn(args: argparse.Namespace, argv: Sequence[str], us: Sequence[Unit], plan: Plan) -> int:
+    """``--jobs N``: first the learning-rate searches, then everything else, each over N workers."""
+    base, skip = [], False
+    for a in argv:  # drop "--jobs N" / "--jobs=N"
+        if not skip and not a.startswith("--jobs"):
+            base.append(a)
+        skip = a == "--jobs"
+    rc = 0
+    for phase in (["--only", "lr"], []):  # all searches first: two workers never search the same loss
+        procs = [
+            subprocess.Popen([sys.executable, __file__, *base, *phase, "--shard", f"{i}/{args.jobs}"])
+            for i in range(args.jobs)
+        ]
+        rc = max([rc, *(p.wait() for p in procs)])
+    return rc
 
 
 if __name__ == "__main__":
