@@ -2,18 +2,21 @@
 
 Three profiles size every training run of the workbook:
 
-* ``fast``: CI on 2 CPU cores; each run is a few hundred Adam steps on 64 px images (seconds), so the
-  whole book trains in minutes and still shows real learning;
-* ``cpu``: a laptop; 96 px images, a 0.5 M-parameter U-Net and 480 steps per run (a minute or a few), enough
+* ``fast``: CI on 2 CPU cores; each run is 200 Adam steps on 64 px images with a width-8 U-Net
+  (seconds), so the whole book trains in minutes and still shows real learning;
+* ``cpu``: a laptop; 96 px images, a 0.5 M-parameter U-Net and 600 steps per run (a few minutes), enough
   for the loss ordering at low foreground fractions to be stable across seeds (tens of minutes for a grid);
-* ``gpu``: full size (128 px synthetic, CamVid at its stored 240x180, more steps, width and seeds).
+* ``gpu``: full size (128 px synthetic, CamVid at its stored 240x180, 4000 steps, more width and seeds).
+
+Budgets are **optimizer steps** (``steps`` for synthetic data, ``camvid_steps`` for CamVid), whatever
+the size of the data: epochs follow from it.
 
 The profile is chosen by the argument, else the ``IOU_PROFILE`` environment variable, else detected
 (``gpu`` when CUDA is available, ``cpu`` otherwise).
 
 >>> p = get_profile("fast")
->>> p.name, p.image_size, p.steps_per_epoch * p.epochs
-('fast', 64, 192)
+>>> p.name, p.image_size, p.steps, p.epochs
+('fast', 64, 200, 7)
 >>> data_dir("/tmp/data").as_posix()
 '/tmp/data'
 """
@@ -35,7 +38,8 @@ class Profile:
 
     ``image_size`` is the synthetic image side in pixels; ``camvid_scale`` the factor by which CamVid
     (stored at 240x180) is shrunk; ``width``/``depth`` size the models (channels of the first stage,
-    number of down-sampling stages); ``fg_fracs`` and ``seeds`` span the experiment grids.
+    number of down-sampling stages); ``fg_fracs`` and ``seeds`` span the experiment grids. ``steps`` and
+    ``camvid_steps`` are the run budgets in optimizer steps.
     """
 
     name: str
@@ -43,19 +47,24 @@ class Profile:
     n_train: int
     n_val: int
     batch_size: int
-    epochs: int
+    steps: int
     width: int
     depth: int
     lr: float
     seeds: tuple[int, ...]
     fg_fracs: tuple[float, ...]
     camvid_scale: int
-    camvid_epochs: int
+    camvid_steps: int
 
     @property
     def steps_per_epoch(self) -> int:
         """Optimizer steps per epoch on synthetic data (the last partial batch is dropped)."""
         return self.n_train // self.batch_size
+
+    @property
+    def epochs(self) -> int:
+        """Passes over the synthetic training set that ``steps`` make (the last one may be partial)."""
+        return -(-self.steps // self.steps_per_epoch)
 
 
 PROFILES: dict[str, Profile] = {
@@ -65,14 +74,14 @@ PROFILES: dict[str, Profile] = {
         n_train=512,
         n_val=128,
         batch_size=16,
-        epochs=6,
+        steps=200,
         width=8,
         depth=3,
         lr=3e-3,
         seeds=(0,),
         fg_fracs=(0.02, 0.2),
         camvid_scale=4,
-        camvid_epochs=4,
+        camvid_steps=100,
     ),
     "cpu": Profile(
         name="cpu",
@@ -80,14 +89,14 @@ PROFILES: dict[str, Profile] = {
         n_train=768,
         n_val=256,
         batch_size=16,
-        epochs=10,
+        steps=600,
         width=16,
         depth=3,
         lr=2e-3,
         seeds=(0, 1, 2),
         fg_fracs=(0.005, 0.02, 0.1, 0.5),
         camvid_scale=2,
-        camvid_epochs=30,
+        camvid_steps=1000,
     ),
     "gpu": Profile(
         name="gpu",
@@ -95,14 +104,14 @@ PROFILES: dict[str, Profile] = {
         n_train=8192,
         n_val=1024,
         batch_size=32,
-        epochs=20,
+        steps=4000,
         width=32,
         depth=4,
         lr=1e-3,
         seeds=(0, 1, 2, 3, 4),
         fg_fracs=(0.005, 0.02, 0.1, 0.5),
         camvid_scale=1,
-        camvid_epochs=100,
+        camvid_steps=3000,
     ),
 }
 

@@ -75,17 +75,20 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     return table
 
 
-def run_grid(configs: Sequence[TrainConfig], out_dir: str | Path, on_done: Any = None) -> pd.DataFrame:
+def run_grid(
+    configs: Sequence[TrainConfig], out_dir: str | Path, on_done: Any = None, progress: bool = True
+) -> pd.DataFrame:
     """Run ``configs`` (skipping finished ones) and write the combined ``out_dir/results.csv``.
 
-    ``on_done(config, result_or_None)`` is called after each run (``None`` when it was skipped).
+    ``on_done(config, result_or_None)`` is called after each run (``None`` when it was skipped);
+    ``progress=False`` turns the runs' progress bars off.
     """
     for cfg in configs:
         if cfg.out_dir is None:
             raise ValueError(f"grid run {cfg.name} has no out_dir")
         result: FitResult | None = None
         if not (Path(cfg.out_dir) / "summary.json").exists():
-            result = fit(cfg)
+            result = fit(cfg if progress else dataclasses.replace(cfg, progress=False))
         if on_done is not None:
             on_done(cfg, result)
     table = load_results(out_dir)

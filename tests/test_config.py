@@ -18,11 +18,13 @@ def test_profile_from_argument_env_and_autodetect(monkeypatch):
 
 def test_profiles_grow_and_are_frozen():
     fast, cpu, gpu = (config.get_profile(n) for n in ("fast", "cpu", "gpu"))
-    steps = [p.steps_per_epoch * p.epochs for p in (fast, cpu, gpu)]
-    assert 100 <= steps[0] <= 300 and steps[0] < steps[1] < steps[2]
+    steps = [p.steps for p in (fast, cpu, gpu)]
+    assert 100 <= steps[0] <= 300 and steps[0] < steps[1] < steps[2]  # budgets in optimizer steps
+    assert all(p.camvid_steps >= 100 for p in (fast, cpu, gpu)) and fast.camvid_steps <= cpu.camvid_steps
+    assert fast.epochs * fast.steps_per_epoch >= fast.steps
     assert fast.image_size <= cpu.image_size <= gpu.image_size
     with pytest.raises(AttributeError):
-        fast.epochs = 3  # frozen dataclass
+        fast.steps = 3  # frozen dataclass
 
 
 def test_unknown_profile_names_choices(monkeypatch):
