@@ -31,9 +31,11 @@ import torch
 
 from iou_lib import config as _config
 from iou_lib import losses
+from iou_lib.data.folders import CAMVID_CLASSES, CAMVID_IGNORE
 from iou_lib.experiments import grid_configs, run_grid, summarize
 from iou_lib.models import MODELS
-from iou_lib.train import DataSpec, TrainConfig, fit, loss_names
+from iou_lib.train import DataSpec, TrainConfig, fit, loss_names, parse_schedule
+from iou_lib.train.objective import build_loss, loss_inputs
 
 __all__ = ["build_parser", "main"]
 
@@ -296,28 +298,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _num_classes(args: argparse.Namespace) -> int:
+def _task(args: argparse.Namespace) -> tuple[int, int | None]:
+    """``(num_classes, ignore_index)`` of the data the options ask for (known before any data is read)."""
     if args.data == "folder":
-        return args.num_classes
-    return 1 if args.data == "synthetic" or args.cls else 11
+        return args.num_classes, args.ignore_index if args.num_classes > 1 else None
+    if args.data == "camvid" and not args.cls:
+        return len(CAMVID_CLASSES), CAMVID_IGNORE
+    return 1, None
 
 
-def _check_loss_options(options: dict[str, dict[str, Any]], num_classes: int) -> None:
-    """Build each loss that has options and run it on a tiny batch: a bad key or value fails here, before
-    anything is written, rather than at the first training step."""
+def _check_losses(specs: Sequence[str], options: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    """Build every phase's loss as training does and run it on a tiny batch: a bad --loss-option key or
+    value, or a loss that does not fit the data, fails here, before anything is written."""
+    num_classes, ignore = _task(args)
     g = torch.Generator().manual_seed(0)
-    if num_classes == 1:
-        logits, target = torch.randn(2, 1, 4, 4, generator=g), torch.randint(0, 2, (2, 1, 4, 4), generator=g)
-        target = target.float()
-    else:
-        logits = torch.randn(2, num_classes, 4, 4, generator=g)
-        target = torch.randint(0, num_classes, (2, 4, 4), generator=g)
-    for name, opts in options.items():
-        try:
-            losses.get(name, **opts)(logits, target)
-        except (TypeError, ValueError) as e:
-            given = " ".join(f"{name}.{k}={json.dumps(v)}" for k, v in opts.items())
-            raise ValueError(f"argument --loss-option: {given}: {e}") from None
+    logits = torch.randn(2, num_classes, 4, 4, generator=g)
+    target = torch.randint(0, max(num_classes, 2), (2, 4, 4), generator=g)
+    for spec in specs:
+        for phase, _ in parse_schedule(spec, None):
+            try:
+                build_loss(phase, options, num_classes, ignore)(
+                    *loss_inputs(logits, target, num_classes, ignore)
+                )
+            except (TypeError, ValueError) as e:
+                given = [
+                    f"{n}.{k}={json.dumps(v)}"
+                    for n in loss_names(phase)
+                    for k, v in options.get(n, {}).items()
+                ]
+                raise ValueError(f"{' '.join(given) or phase}: {e}") from None
 
 
 def _data_spec(args: argparse.Namespace, profile: _config.Profile) -> DataSpec:
@@ -400,17 +409,19 @@ def _config_from_args(
         )
     except ValueError as e:
         parser.error(str(e))
-    try:  # each loss spec or schedule against the run's budget, then the loss options on a tiny batch
+    try:  # each loss spec or schedule against the run's budget
         runs = [
             dataclasses.replace(
                 cfg, loss=spec, loss_options={n: o for n, o in options.items() if n in loss_names(spec)}
             )
             for spec in specs
         ]
-        _check_loss_options(options, _num_classes(args))
     except ValueError as e:
-        message = str(e)
-        parser.error(message if message.startswith("argument ") else f"argument {flag}: {message}")
+        parser.error(f"argument {flag}: {e}")
+    try:
+        _check_losses(specs, options, args)
+    except ValueError as e:
+        parser.error(f"argument {'--loss-option' if options else flag}: {e}")
     out = args.out or str(Path("runs") / (f"sweep_{args.data}" if sweep else runs[0].name))
     return dataclasses.replace(runs[0], out_dir=out), options
 
@@ -441,9 +452,10 @@ def _print_run(cfg: TrainConfig, summary: dict[str, Any]) -> None:
         f" (foreground {100 * fg:.2f} % of train pixels)" if cfg.data.kind != "synthetic" and fg else ""
     )
     print(f"run {cfg.name}: loss {cfg.loss}, data {_describe_data(cfg.data)}{measured}, seed {cfg.seed}")
+    steps, best = summary["steps"], summary["best_step"]
     print(
-        f"{summary['steps']} optimizer steps, test metrics at step {summary['best_step']} "
-        f"(best validation IoU), {summary['wall_s']:.0f} s"
+        f"{steps} optimizer step{'s' * (steps != 1)}, test metrics at step {best} (best validation IoU), "
+        f"{summary['wall_s']:.0f} s"
     )
     print(METRICS_NOTE)
     test = summary["test"]

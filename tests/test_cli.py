@@ -23,8 +23,9 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-TINY = "--profile fast --n-train 16 --n-val 8 --image-size 24 --width 4 --depth 2 --batch-size 8".split()
-TINY += ["--steps", "4", "--eval-every", "1", "--no-progress"]
+SMALL = "--profile fast --n-train 16 --n-val 8 --image-size 24 --width 4 --depth 2 --batch-size 8".split()
+SMALL.append("--no-progress")
+TINY = [*SMALL, "--steps", "4", "--eval-every", "1"]
 
 
 def _help(*args):
@@ -218,7 +219,9 @@ def test_truncated_image_is_named_in_a_one_line_error(tmp_path, capsys):
         (["train", "--fg-frac", "1.5"], r"argument --fg-frac: expected a number in \[0, 0.9\]"),
         (["train", "--fg-frac", "0"], "argument --fg-frac: 0 gives empty masks .*--empty-frac"),
         (["sweep", "--losses", "bce", "--fg-fracs", "0.1", "0"], "argument --fg-fracs: 0 gives empty masks"),
+        (["train", "--fg-frac", "nan"], r"argument --fg-frac: expected a number in \[0, 0.9\], got nan"),
         (["train", "--lr", "inf"], "argument --lr: expected a finite number > 0, got inf"),
+        (["train", "--lr", "1e400"], "argument --lr: expected a finite number > 0, got inf"),
         (["train", "--lr", "nan"], "argument --lr: expected a finite number > 0, got nan"),
         (["train", "--steps", "0"], "argument --steps: expected a positive integer"),
         (["train", "--steps", "5", "--epochs", "2"], "argument --epochs: not allowed with argument --steps"),
@@ -230,6 +233,14 @@ def test_truncated_image_is_named_in_a_one_line_error(tmp_path, capsys):
         (["train", "--size", "8", "8"], "argument --size: only for --data folder"),
         (["train", "--crop", "8"], "argument --crop: .*add --augment"),
         (["train", "--loss-option", "per_image"], "argument --loss-option: expected NAME.KEY=VALUE"),
+        (
+            ["train", "--data", "folder", "--path", "x", "--num-classes", "3", "--ignore-index", "255"],
+            "argument --loss: bce: loss 'bce' takes no ignore_index",
+        ),
+        (
+            ["sweep", "--losses", "bce:10,lovasz_hinge", "--loss-option", "lovasz_hinge.per_image=maybe"],
+            r"argument --loss-option: lovasz_hinge.per_image=\"maybe\": .*per_image",
+        ),
         (["train", "--model", "resnet"], "argument --model: invalid choice"),
         (["sweep", "--losses", "bce:3,soft_iou", "--steps", "2"], "argument --losses: .*soft_iou"),
         (["sweep"], "the following arguments are required: --losses"),
@@ -243,6 +254,20 @@ def test_bad_arguments_give_one_line_errors_before_writing(argv, message, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and re.search(message, err), err
     assert not out.exists()  # nothing written
+
+
+def test_too_short_and_zero_step_runs_are_one_line_errors(tmp_path, capsys):
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: ") and err.count("\n") == 1 and "fewer than 100" in err and "--steps 2" in err
+    )
+    data = _folder(tmp_path / "data", [(16, 16)] * 5)  # 4 training images, batches of 8
+    folder = ["--data", "folder", "--path", str(data), "--ignore-index", "255"]
+    assert main(["train", *TINY, *folder, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "no optimizer step" in err
+    assert not (tmp_path / "b" / "summary.json").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
