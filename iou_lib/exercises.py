@@ -30,15 +30,21 @@ from iou_lib.gradients import gradient_field, gradient_mass
 from iou_lib.losses import functional
 from iou_lib.metrics import class_iou
 from iou_lib.relax import jaccard_set_loss, lovasz_extension, soft_intersection, soft_union
+from iou_lib.stats import paired_interval, student_t_quantile
 
 __all__ = [
     "ExerciseError",
-    "check_per_image_iou",
     "check_gradient_balance",
     "check_jaccard_metric",
     "check_lovasz_grad",
+    "check_paired_interval",
+    "check_per_image_iou",
+    "check_push_ratio",
     "check_soft_iou",
     "check_soft_iou_grad",
+    "check_threshold_choice",
+    "check_tversky",
+    "check_weighted_bce_threshold",
 ]
 
 
@@ -366,3 +372,301 @@ def check_jaccard_metric(fn: Callable[[Tensor, Tensor], Tensor]) -> bool:
         ]
         _diagnose(out, mistakes, name, ref)
     return _passed("the Jaccard metric loss; it equals soft Jaccard on hard labels and vanishes at x = y.")
+
+
+def check_tversky(fn: Callable[[Tensor, Tensor, float, float], Tensor]) -> bool:
+    r"""Check ``fn(logits, target, alpha, beta) -> 0-dim tensor``: the Tversky loss
+    :math:`1 - I/(I + \alpha FP + \beta FN)` of :math:`p = \sigma(z)`, with soft counts
+    :math:`I = \sum py`, :math:`FP = \sum p(1-y)`, :math:`FN = \sum (1-p)y` pooled over the batch."""
+    name = "your Tversky loss"
+    tversky = functional("tversky")
+    for seed, (alpha, beta) in enumerate([(0.3, 0.7), (0.8, 0.2), (1.0, 1.0)]):
+        z, y = _binary_case(seed + 20)
+        out = _call(fn, z.clone(), y, alpha, beta, name=name)
+        if out.dim() != 0:
+            raise ExerciseError(
+                "Wrong shape: return one number (0-dim tensor) pooled over the batch, got "
+                f"{tuple(out.shape)}."
+            )
+        ref = tversky(z, y, alpha=alpha, beta=beta, per_image=False)
+        if _close(out, ref, 1e-8):
+            continue
+        p = torch.sigmoid(z)
+        inter, fp, fn_ = (p * y).sum(), (p * (1 - y)).sum(), ((1 - p) * y).sum()
+        mistakes = [
+            (
+                tversky(z, y, alpha=beta, beta=alpha, per_image=False),
+                "alpha and beta swapped: alpha weighs the false positives sum(p (1 - y)), beta the false "
+                "negatives sum((1 - p) y).",
+            ),
+            (
+                inter / (inter + alpha * fp + beta * fn_),
+                "Returned the Tversky index, not the loss: return 1 - I / (I + alpha FP + beta FN).",
+            ),
+            (
+                1
+                - (z * y).sum() / ((z * y).sum() + alpha * (z * (1 - y)).sum() + beta * ((1 - z) * y).sum()),
+                "Missing sigmoid: you used the logits as probabilities. Apply torch.sigmoid(logits) first.",
+            ),
+            (
+                tversky(z, y, alpha=alpha, beta=beta, per_image=True),
+                "Wrong aggregation: you average per-image losses; pool I, FP and FN over the whole batch.",
+            ),
+            (
+                1 - inter / (inter + alpha * fp + beta * (1 - y).sum()),
+                "Wrong false negatives: FN = sum((1 - p) y) counts missed foreground, not background pixels.",
+            ),
+        ]
+        _diagnose(out, mistakes, name, ref)
+    return _passed("Tversky loss 1 - I/(I + alpha FP + beta FN); alpha = beta = 1 is the soft IoU loss.")
+
+
+def _push_case(n_side: int, k: int) -> Tensor:
+    y = torch.zeros(n_side * n_side, dtype=torch.float64)
+    y[:k] = 1
+    return y.view(1, 1, n_side, n_side)
+
+
+def check_push_ratio(fn: Callable[[int, int, int, bool], float]) -> bool:
+    r"""Check ``fn(n, k1, k2, per_image) -> float``: for a batch of two images of ``n`` pixels with ``k1`` and
+    ``k2`` foreground pixels, at the uninformed prediction :math:`z \equiv 0`, the total soft-IoU push
+    :math:`\sum |\partial L/\partial z|` on image 1's foreground divided by that on image 2's, for the
+    per-image (``per_image=True``) and the batch-pooled loss. Compared with measured gradient fields."""
+    for side, k1, k2 in ((10, 2, 30), (16, 5, 80), (20, 12, 12)):
+        n = side * side
+        y = torch.cat([_push_case(side, k1), _push_case(side, k2)])
+        z = torch.zeros_like(y)
+        for per_image in (True, False):
+            got = fn(n, k1, k2, per_image)
+            if not isinstance(got, (int, float)) and not (isinstance(got, Tensor) and got.numel() == 1):
+                raise ExerciseError(f"Wrong type: the ratio must be a number, got {type(got).__name__}.")
+            got = float(got)
+            g = gradient_field("soft_iou", z, y, per_image=per_image)
+            want = gradient_mass(g[0], y[0])["fg_mass"] / gradient_mass(g[1], y[1])["fg_mass"]
+            if abs(got - want) <= 1e-9 * max(1.0, want):
+                continue
+            mode = "per image" if per_image else "batch"
+            candidates = [
+                (
+                    k1 / k2,
+                    "That is the batch answer k1/k2: per image, each image has its own U = (N + |Y_i|)/2, so "
+                    "an image with a small object has a smaller U and a larger per-pixel push 1/U.",
+                ),
+                (
+                    k1 * (n + k2) / (k2 * (n + k1)),
+                    "That is the per-image answer: pooled, the batch has ONE I and U, so every foreground "
+                    "pixel of either image gets the same push and the totals follow the pixel counts.",
+                ),
+                (
+                    1.0,
+                    "You took U = |Y| (the union of a perfect prediction). At z = 0, p = 1/2 everywhere and "
+                    "U = sum(p + y - p y) = (N + |Y|)/2 includes the soft false positives.",
+                ),
+                (1 / want, "Inverted: the ratio asked is image 1's push over image 2's."),
+            ]
+            for value, hint in candidates:
+                if abs(got - value) <= 1e-9 * max(1.0, value) and (per_image or value != k1 / k2):
+                    raise ExerciseError(
+                        f"{mode}: {hint} (N={n}, k1={k1}, k2={k2}: got {got:.4g}, expected {want:.4g})"
+                    )
+            raise ExerciseError(
+                f"{mode}: got {got:.4g}, expected {want:.4g} for N={n}, k1={k1}, k2={k2}. Write U (and I) "
+                "of each image at p = 1/2, then the per-pixel foreground push, times the pixel count."
+            )
+    return _passed("per image, k1 (N + k2) / (k2 (N + k1)); pooled, k1 / k2.")
+
+
+def _as_triple(out: object, name: str) -> tuple[float, float, float]:
+    try:
+        mean, low, high = (float(v) for v in out)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ExerciseError(
+            f"Wrong type: {name} must return three numbers (mean, low, high), got {out!r}."
+        ) from None
+    return mean, low, high
+
+
+def check_paired_interval(fn: Callable[[Any, Any], Any]) -> bool:
+    r"""Check ``fn(a, b) -> (mean, low, high)``: the 95 % Student-t interval of the mean paired difference
+    ``a - b`` over seeds, :math:`\bar d \pm t_{0.975,\,n-1}\, s_d/\sqrt n` (``a[i]`` and ``b[i]``
+    share seed ``i``)."""
+    import numpy as np
+
+    name = "your paired interval"
+    cases = [
+        (np.array([0.41, 0.38, 0.47, 0.35, 0.44]), np.array([0.30, 0.31, 0.33, 0.22, 0.37])),
+        (np.array([0.62, 0.55, 0.70]), np.array([0.60, 0.58, 0.61])),
+    ]
+    for a, b in cases:
+        try:
+            out = fn(a.copy(), b.copy())
+        except NotImplementedError:
+            raise ExerciseError(
+                f"Not done yet: {name} raises NotImplementedError; replace it with your code."
+            ) from None
+        got = _as_triple(out, name)
+        ref = paired_interval(a, b)
+        want = (ref.mean, ref.low, ref.high)
+        if np.allclose(got, want, atol=1e-6):
+            continue
+        n, d = len(a), a - b
+        t = student_t_quantile(0.975, n - 1)
+        mean = float(d.mean())
+
+        def around(half: float, mean: float = mean) -> tuple[float, float, float]:
+            return mean, mean - half, mean + half
+
+        unpaired = t * float(np.sqrt(a.var(ddof=1) / n + b.var(ddof=1) / n))
+        mistakes = [
+            (
+                around(unpaired),
+                "Unpaired interval: you combined the two spreads as if the runs were "
+                "independent. The seeds pair them: take the differences d = a - b first, then the "
+                "interval of their mean (the shared seed-to-seed variation cancels).",
+            ),
+            (
+                around(1.96 * float(d.std(ddof=1)) / np.sqrt(n)),
+                "Normal quantile 1.96 with a handful of "
+                f"seeds: use Student's t with n - 1 = {n - 1} degrees of freedom ({t:.3f}).",
+            ),
+            (
+                around(t * float(d.std(ddof=0)) / np.sqrt(n)),
+                "Population standard deviation (ddof=0): the sample standard deviation divides by n - 1.",
+            ),
+            (
+                around(t * float(d.std(ddof=1))),
+                "Standard deviation instead of standard error: divide s by "
+                "sqrt(n) (the interval is for the MEAN difference).",
+            ),
+            (
+                (-mean, -want[2], -want[1]),
+                "Sign reversed: the difference is a - b (the first argument minus the baseline).",
+            ),
+        ]
+        for value, message in mistakes:
+            if np.allclose(got, value, atol=1e-6):
+                raise ExerciseError(message)
+        raise ExerciseError(
+            f"Wrong value: got {tuple(round(v, 4) for v in got)}, expected "
+            f"{tuple(round(v, 4) for v in want)}. Compute d = a - b, then mean +- t * sd / sqrt(n)."
+        )
+    return _passed("paired 95 % t interval: mean(a - b) +- t(0.975, n-1) * sd(a - b, ddof=1) / sqrt(n).")
+
+
+def _weighted_bce_optimum(w: float, q: float) -> float:
+    """The p minimising the expected weighted BCE -w q log p - (1 - q) log(1 - p), by bisection on the
+    derivative (a check of the closed form independent of it)."""
+    lo, hi = 1e-12, 1 - 1e-12
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        slope = -w * q / mid + (1 - q) / (1 - mid)
+        lo, hi = (mid, hi) if slope < 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def check_weighted_bce_threshold(fn: Callable[[float], float]) -> bool:
+    r"""Check ``fn(w) -> threshold``: with positives weighted by ``w``, a pixel that is foreground with
+    probability :math:`q` is best predicted as :math:`p^* = wq/(wq + 1 - q)`; the threshold on
+    :math:`p^*` that corresponds to :math:`q = 1/2` (plain BCE's 0.5) is :math:`w/(1 + w)`."""
+    for w in (1.0, 4.0, 49.0, 99.0):
+        got = fn(w)
+        if not isinstance(got, (int, float)) and not (isinstance(got, Tensor) and got.numel() == 1):
+            raise ExerciseError(f"Wrong type: the threshold must be a number, got {type(got).__name__}.")
+        got, want = float(got), _weighted_bce_optimum(w, 0.5)
+        if abs(got - want) <= 1e-6:
+            continue
+        hints = [
+            (
+                1 / (1 + w),
+                "Inverted: weighting the positives by w > 1 moves the probabilities UP, so the "
+                "equivalent threshold is above 0.5.",
+            ),
+            (
+                0.5,
+                "0.5 is plain BCE's threshold. The weight changes where the optimal probability sits: "
+                "minimise -w q log p - (1 - q) log(1 - p) over p at q = 1/2.",
+            ),
+        ]
+        for value, hint in hints:
+            if abs(got - value) <= 1e-6 and w != 1.0:
+                raise ExerciseError(f"w = {w}: {hint} (got {got:.4g}, expected {want:.4g})")
+        raise ExerciseError(
+            f"w = {w}: got {got:.4g}, expected {want:.4g}. Minimise the expected loss "
+            "-w q log p - (1 - q) log(1 - p) over p, then put q = 1/2."
+        )
+    return _passed("threshold w / (1 + w): 0.98 for w = 49 (2 % foreground), 0.5 for w = 1.")
+
+
+def _pooled_iou(prob: Tensor, target: Tensor, t: float) -> float:
+    pred = prob > t
+    inter, union = (pred & target).sum().item(), (pred | target).sum().item()
+    return inter / union if union else float("nan")
+
+
+def check_threshold_choice(fn: Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Any]) -> bool:
+    r"""Check ``fn(val_prob, val_target, test_prob, test_target, grid) -> (threshold, test_iou)``: choose
+    the threshold of ``grid`` with the best *validation* dataset IoU (pooled over all pixels; the first
+    one on ties), and report the test IoU at that threshold."""
+    g = torch.Generator().manual_seed(9)
+
+    def split(shift: float) -> tuple[Tensor, Tensor]:  # four images, small to large objects
+        rate = torch.tensor([0.01, 0.02, 0.05, 0.3]).view(4, 1, 1)
+        offset = torch.tensor([-1.5, -1.0, 0.0, 0.5]).view(4, 1, 1)  # small objects: lower probabilities
+        y = torch.rand(4, 24, 24, generator=g) < rate
+        z = 1.5 * torch.randn(4, 24, 24, generator=g) + torch.where(y, 1.5, -1.5) + offset + shift
+        return torch.sigmoid(z), y
+
+    (vp, vy), (tp, ty) = split(-0.5), split(0.8)  # the test split is shifted: its best threshold differs
+    grid = torch.linspace(0.05, 0.95, 19)
+    try:
+        out = fn(vp.clone(), vy.clone(), tp.clone(), ty.clone(), grid.clone())
+    except NotImplementedError:
+        raise ExerciseError("Not done yet: your function raises NotImplementedError.") from None
+    try:
+        thr, test_iou = (float(v) for v in out)
+    except (TypeError, ValueError):
+        raise ExerciseError(f"Wrong type: return (threshold, test_iou), two numbers; got {out!r}.") from None
+    val_ious = [_pooled_iou(vp, vy, t) for t in grid.tolist()]
+    best = grid[int(torch.tensor(val_ious).argmax())].item()
+    want = _pooled_iou(tp, ty, best)
+    if abs(thr - best) < 1e-6 and abs(test_iou - want) < 1e-6:
+        return _passed(f"threshold {best:.2f} chosen on validation; test IoU there {want:.3f}.")
+    on_test = grid[int(torch.tensor([_pooled_iou(tp, ty, t) for t in grid.tolist()]).argmax())].item()
+    accuracy = grid[
+        int(torch.tensor([((vp > t) == vy).float().mean() for t in grid.tolist()]).argmax())
+    ].item()
+    per_image = grid[
+        int(
+            torch.tensor(
+                [
+                    torch.tensor([_pooled_iou(vp[i], vy[i], t) for i in range(len(vp))]).nanmean()
+                    for t in grid.tolist()
+                ]
+            ).argmax()
+        )
+    ].item()
+    if abs(thr - on_test) < 1e-6 and abs(on_test - best) > 1e-6:
+        raise ExerciseError(
+            "Tuned on the test set: the threshold must be chosen on validation data only, "
+            "otherwise the test IoU is optimistic (it is no longer an unseen-data estimate)."
+        )
+    if abs(thr - accuracy) < 1e-6 and abs(accuracy - best) > 1e-6:
+        raise ExerciseError(
+            "Maximised pixel accuracy: with little foreground, accuracy prefers predicting "
+            "background; choose the threshold with the best validation IoU."
+        )
+    if abs(thr - per_image) < 1e-6 and abs(per_image - best) > 1e-6:
+        raise ExerciseError(
+            "Mean per-image IoU: the tables report the dataset IoU, pooled over all pixels; "
+            "tune for the metric you report."
+        )
+    if abs(thr - best) < 1e-6:
+        raise ExerciseError(
+            f"Right threshold ({best:.2f}), wrong test IoU: got {test_iou:.4f}, expected "
+            f"{want:.4f} (pooled over all test pixels at that threshold)."
+        )
+    if abs(thr - 0.5) < 1e-6:
+        raise ExerciseError("0.5 is the default, not a tuned threshold: scan the grid on validation data.")
+    raise ExerciseError(
+        f"Wrong threshold: got {thr:.3f}; the grid point with the best validation IoU is {best:.3f}."
+    )

@@ -15,7 +15,9 @@ The summary that separates the loss families is the *gradient mass* on each side
 reported as the foreground share :math:`M_{fg} / (M_{fg} + M_{bg})` and the ratio :math:`M_{bg}/M_{fg}`.
 Both are free of the loss's overall scale. At an uninformed prediction (:math:`z \equiv 0`) with 1 %
 foreground, binary cross-entropy has :math:`M_{bg}/M_{fg} = 99`; soft IoU has :math:`(N-|Y|)/(N+|Y|)
-\approx 0.98` (see notebook 02).
+\approx 0.98` (see notebook 02). That balance belongs to the uninformed state only: ignoring
+:math:`\sigma'`, the soft IoU's ratio is :math:`M_{bg}/M_{fg} = \frac{N-|Y|}{|Y|}\,\frac{I}{U}`, which grows
+with the soft IoU :math:`J = I/U` itself (:func:`progress_table` measures it along a training path).
 
 >>> import torch
 >>> y = torch.zeros(1, 1, 10, 10); y[..., :1, :] = 1          # 10 % foreground
@@ -36,7 +38,7 @@ from torch import Tensor
 from iou_lib import losses
 from iou_lib.data.synthetic import blob_masks
 
-__all__ = ["accepts", "gradient_field", "gradient_mass", "mass_table", "synthetic_logits"]
+__all__ = ["accepts", "gradient_field", "gradient_mass", "mass_table", "progress_table", "synthetic_logits"]
 
 LossLike = str | Callable[[Tensor, Tensor], Tensor]
 
@@ -192,5 +194,53 @@ def mass_table(
             g = gradient_field(name, z, y, **loss_kwargs.get(name, {}))
             rows.append(
                 {"loss": name, "fg_frac": float(frac), "fg_actual": y.mean().item(), **gradient_mass(g, y)}
+            )
+    return pd.DataFrame(rows)
+
+
+def progress_table(
+    loss: str,
+    fg_fracs: Iterable[float],
+    confidences: Iterable[float],
+    *,
+    size: int = 64,
+    n: int = 4,
+    noise: float = 1.0,
+    seed: int = 0,
+    **loss_kwargs: object,
+) -> pd.DataFrame:
+    r"""Foreground share of a loss's push along a path of improving predictions: a tidy table.
+
+    For each foreground fraction, masks come from :func:`iou_lib.data.synthetic.blob_masks` and the
+    prediction moves from uninformed to good as the logit margin ``confidence`` grows
+    (:func:`synthetic_logits` with Gaussian ``noise``). Columns: ``fg_frac`` (requested), ``fg_actual``,
+    ``confidence``, ``soft_iou`` (the batch soft IoU :math:`J = I/U` of the prediction, a measure of
+    training progress), ``fg_share`` (of :math:`|\partial L/\partial z|`) and ``fg_share_dp`` (of
+    :math:`|\partial L/\partial p|`, the gradient before the sigmoid factor :math:`p(1-p)`).
+
+    For the batch soft IoU, ``fg_share_dp`` is exactly :math:`1 / (1 + \frac{N - |Y|}{|Y|} J)`:
+
+    >>> t = progress_table("soft_iou", [0.05], [0.0, 3.0], size=32, n=2, per_image=False)
+    >>> k, n = t["fg_actual"] * 2 * 32 * 32, 2 * 32 * 32
+    >>> bool(((t["fg_share_dp"] - 1 / (1 + (n - k) / k * t["soft_iou"])).abs() < 1e-9).all())
+    True
+    """
+    rows = []
+    for frac in fg_fracs:
+        y = blob_masks(n, size, float(frac), seed=seed).double()
+        for c in confidences:
+            z = synthetic_logits(y, float(c), noise, seed=seed)
+            p = torch.sigmoid(z)
+            inter, union = (p * y).sum(), (p + y - p * y).sum()
+            g = gradient_field(loss, z, y, **loss_kwargs)
+            rows.append(
+                {
+                    "fg_frac": float(frac),
+                    "fg_actual": y.mean().item(),
+                    "confidence": float(c),
+                    "soft_iou": (inter / union).item(),
+                    "fg_share": gradient_mass(g, y)["fg_share"],
+                    "fg_share_dp": gradient_mass(g / (p * (1 - p)), y)["fg_share"],
+                }
             )
     return pd.DataFrame(rows)

@@ -170,3 +170,164 @@ def test_per_image_iou_accepts_the_definition():
 )
 def test_per_image_iou_names_the_mistake(fn, match):
     _rejects(ex.check_per_image_iou, fn, match)
+
+
+# --- Tversky ------------------------------------------------------------------------------------------
+
+
+def _tversky(z, y, alpha, beta, prob=torch.sigmoid, fn_count=None, loss=True):
+    p = prob(z)
+    i, fp = (p * y).sum(), (p * (1 - y)).sum()
+    fn = ((1 - p) * y).sum() if fn_count is None else fn_count(p, y)
+    t = i / (i + alpha * fp + beta * fn)
+    return 1 - t if loss else t
+
+
+def test_tversky_accepts_the_definition_and_matches_the_library():
+    assert ex.check_tversky(_tversky)
+    z, y = torch.randn(2, 1, 5, 5, dtype=torch.float64), (torch.rand(2, 1, 5, 5) < 0.3).double()
+    torch.testing.assert_close(_tversky(z, y, 1.0, 1.0), functional("soft_iou")(z, y))  # alpha = beta = 1
+    torch.testing.assert_close(_tversky(z, y, 0.5, 0.5), functional("soft_dice")(z, y))  # 1/2, 1/2: Dice
+
+
+@pytest.mark.parametrize(
+    ("fn", "match"),
+    [
+        (lambda z, y, a, b: _tversky(z, y, b, a), "alpha and beta swapped"),
+        (lambda z, y, a, b: _tversky(z, y, a, b, loss=False), "Tversky index, not the loss"),
+        (lambda z, y, a, b: _tversky(z, y, a, b, prob=lambda t: t), "Missing sigmoid"),
+        (
+            lambda z, y, a, b: functional("tversky")(z, y, alpha=a, beta=b, per_image=True),
+            "Wrong aggregation",
+        ),
+        (
+            lambda z, y, a, b: _tversky(z, y, a, b, fn_count=lambda p, y: (1 - y).sum()),
+            "Wrong false negatives",
+        ),
+        (lambda z, y, a, b: _tversky(z, y, a, b).reshape(1), "Wrong shape"),
+        (lambda z, y, a, b: 0.9 * _tversky(z, y, a, b), "Wrong value"),
+    ],
+)
+def test_tversky_names_the_mistake(fn, match):
+    _rejects(ex.check_tversky, fn, match)
+
+
+# --- push on a small vs a large object ------------------------------------------------------------------
+
+
+def _push(n, k1, k2, per_image):
+    return k1 * (n + k2) / (k2 * (n + k1)) if per_image else k1 / k2
+
+
+def test_push_ratio_accepts_the_derivation():
+    assert ex.check_push_ratio(_push)
+
+
+@pytest.mark.parametrize(
+    ("fn", "match"),
+    [
+        (lambda n, k1, k2, per: k1 / k2, "per image: That is the batch answer"),
+        (lambda n, k1, k2, per: k1 * (n + k2) / (k2 * (n + k1)), "batch: That is the per-image answer"),
+        (lambda n, k1, k2, per: 1.0 if per else k1 / k2, "You took U = |Y|"),
+        (lambda n, k1, k2, per: 1 / _push(n, k1, k2, per), "Inverted"),
+        (lambda n, k1, k2, per: "x", "Wrong type"),
+        (lambda n, k1, k2, per: 2 * _push(n, k1, k2, per), "got .* expected"),
+    ],
+)
+def test_push_ratio_names_the_mistake(fn, match):
+    _rejects(ex.check_push_ratio, fn, match)
+
+
+# --- paired interval ------------------------------------------------------------------------------------
+
+
+def _paired(a, b, q=None, ddof=1, se=True):
+    import math
+
+    from iou_lib.stats import student_t_quantile
+
+    d = a - b
+    q = student_t_quantile(0.975, len(d) - 1) if q is None else q
+    half = q * d.std(ddof=ddof) / (math.sqrt(len(d)) if se else 1)
+    return d.mean(), d.mean() - half, d.mean() + half
+
+
+def test_paired_interval_accepts_the_t_interval():
+    assert ex.check_paired_interval(_paired)
+
+
+def _unpaired(a, b):
+    from iou_lib.stats import student_t_quantile
+
+    n = len(a)
+    half = student_t_quantile(0.975, n - 1) * (a.var(ddof=1) / n + b.var(ddof=1) / n) ** 0.5
+    m = a.mean() - b.mean()
+    return m, m - half, m + half
+
+
+@pytest.mark.parametrize(
+    ("fn", "match"),
+    [
+        (_unpaired, "Unpaired interval"),
+        (lambda a, b: _paired(a, b, q=1.96), "Normal quantile 1.96"),
+        (lambda a, b: _paired(a, b, ddof=0), "Population standard deviation"),
+        (lambda a, b: _paired(a, b, se=False), "Standard deviation instead of standard error"),
+        (lambda a, b: _paired(b, a), "Sign reversed"),
+        (lambda a, b: (a - b).mean(), "Wrong type"),
+        (lambda a, b: tuple(1.1 * v for v in _paired(a, b)), "Wrong value"),
+    ],
+)
+def test_paired_interval_names_the_mistake(fn, match):
+    _rejects(ex.check_paired_interval, fn, match)
+
+
+# --- weighted BCE threshold -----------------------------------------------------------------------------
+
+
+def test_weighted_bce_threshold_accepts_w_over_one_plus_w_and_names_mistakes():
+    assert ex.check_weighted_bce_threshold(lambda w: w / (1 + w))
+    _rejects(ex.check_weighted_bce_threshold, lambda w: 1 / (1 + w), "Inverted")
+    _rejects(ex.check_weighted_bce_threshold, lambda w: 0.5, "plain BCE's threshold")
+    _rejects(ex.check_weighted_bce_threshold, lambda w: 0.9, "got .* expected")
+    _rejects(ex.check_weighted_bce_threshold, lambda w: [w], "Wrong type")
+
+
+# --- threshold choice -----------------------------------------------------------------------------------
+
+
+def _iou(p, y, t):
+    pred = p > t
+    return ((pred & y).sum() / (pred | y).sum()).item()
+
+
+def _choose(vp, vy, tp, ty, grid, score=None, on_test=False):
+    score = score or _iou
+    p, y = (tp, ty) if on_test else (vp, vy)
+    best = grid[int(torch.tensor([score(p, y, t) for t in grid.tolist()]).argmax())].item()
+    return best, _iou(tp, ty, best)
+
+
+def test_threshold_choice_accepts_validation_tuning():
+    assert ex.check_threshold_choice(_choose)
+
+
+def _per_image(p, y, t):
+    return torch.tensor([_iou(p[i], y[i], t) for i in range(len(p))]).nanmean().item()
+
+
+@pytest.mark.parametrize(
+    ("fn", "match"),
+    [
+        (lambda *a: _choose(*a, on_test=True), "Tuned on the test set"),
+        (
+            lambda *a: _choose(*a, score=lambda p, y, t: ((p > t) == y).float().mean().item()),
+            "pixel accuracy",
+        ),
+        (lambda *a: _choose(*a, score=_per_image), "Mean per-image IoU"),
+        (lambda *a: (_choose(*a)[0], 0.0), "Right threshold .* wrong test IoU"),
+        (lambda vp, vy, tp, ty, g: (0.5, _iou(tp, ty, 0.5)), "0.5 is the default"),
+        (lambda *a: 0.3, "Wrong type"),
+    ],
+)
+def test_threshold_choice_names_the_mistake(fn, match):
+    _rejects(ex.check_threshold_choice, fn, match)

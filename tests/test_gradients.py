@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iou_lib.data.synthetic import blob_masks
-from iou_lib.gradients import accepts, gradient_field, gradient_mass, mass_table, synthetic_logits
+from iou_lib.gradients import (
+    accepts,
+    gradient_field,
+    gradient_mass,
+    mass_table,
+    progress_table,
+    synthetic_logits,
+)
 from iou_lib.losses import functional
 
 
@@ -139,3 +146,22 @@ def test_accepts_and_mass_table():
     assert {"fg_frac", "fg_actual", "fg_share", "bg_over_fg"} <= set(df.columns)
     bce = df[df["loss"] == "bce"].sort_values("fg_frac")
     assert bce["bg_over_fg"].is_monotonic_decreasing  # rarer foreground -> BCE pushes background harder
+
+
+@pytest.mark.parametrize(("alpha", "beta"), [(1.0, 1.0), (0.3, 0.7), (0.7, 0.3)])
+def test_progress_table_follows_the_state_dependent_ratio(alpha, beta):
+    """Tversky (soft IoU at alpha = beta = 1): before the sigmoid factor, bg/fg push ratio is
+    (N - |Y|) alpha I / (|Y| (alpha FP + beta |Y|)), i.e. (N - |Y|)/|Y| * J for the soft IoU."""
+    confidences = [0.0, 1.0, 2.5]
+    t = progress_table("tversky", [0.02, 0.2], confidences, size=24, n=2, alpha=alpha, beta=beta)
+    assert len(t) == 6
+    for frac, grp in t.groupby("fg_frac"):
+        y = blob_masks(2, 24, frac, seed=0).double()
+        n, k = y.numel(), y.sum().item()
+        for c, row in zip(confidences, grp.itertuples(), strict=True):
+            p = torch.sigmoid(synthetic_logits(y, c, 1.0, seed=0))
+            inter, fp = (p * y).sum().item(), (p * (1 - y)).sum().item()
+            ratio = (n - k) * alpha * inter / (k * (alpha * fp + beta * k))
+            assert row.fg_share_dp == pytest.approx(1 / (1 + ratio), rel=1e-9)
+        assert grp["soft_iou"].is_monotonic_increasing  # a larger margin is a better prediction
+        assert grp["fg_share_dp"].is_monotonic_decreasing  # ... whose push moves to the background
