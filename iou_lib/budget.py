@@ -26,11 +26,13 @@ under a minute | about 20 min | about 2.5 h
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -39,6 +41,8 @@ from iou_lib import config as _config
 from iou_lib.models import build_model
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from iou_lib.train import TrainConfig
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "estimate",
     "format_minutes",
     "grid_progress",
+    "notebook_times",
     "require_confirmation",
     "step_seconds",
 ]
@@ -61,6 +66,9 @@ CAMVID_SPLITS = {"train": 367, "val": 101, "test": 233}
 """Images per split of CamVid's SegNet split (the split :mod:`iou_lib.data.folders` reads)."""
 CAMVID_STORED = (180, 240)
 """CamVid frames as the workbook stores them (H, W); a run shrinks them by its ``scale``."""
+
+NOTEBOOK_TIMES = Path(__file__).resolve().parents[1] / "docs" / "notebook_times.json"
+"""Wall times of whole notebooks per profile, written by ``tools/time_notebooks.py``."""
 
 _measured: dict[tuple[Any, ...], float] = {}
 
@@ -253,3 +261,33 @@ def grid_progress(total: int, stream: Any = None) -> Callable[[Any, Any], None]:
         print(f"[{state['done']}/{total}] {name}: {how}{eta}", file=stream or sys.stdout, flush=True)
 
     return on_done
+
+
+def describe_time(record: dict[str, Any] | None) -> str:
+    """One measured notebook run (a record of ``tools/time_notebooks.py``) in words: ``"42 s"``,
+    ``"3.5 min"``, ``"asks to confirm a ≈75 min cell (after 20 s)"``, ``"failed after 9 s"``.
+
+    >>> describe_time({"seconds": 210.0, "status": "ok"}), describe_time(None)
+    ('3.5 min', 'not measured')
+    """
+    if record is None:
+        return "not measured"
+    took = f"{record['seconds']:.0f} s" if record["seconds"] < 60 else f"{record['seconds'] / 60:.1f} min"
+    if record["status"] == "ok":
+        return took
+    if record["status"] == "needs confirmation":
+        return f"asks to confirm a ≈{record['estimate_min']:.0f} min cell (after {took})"
+    return f"failed after {took}"
+
+
+def notebook_times(path: str | Path = NOTEBOOK_TIMES) -> pd.DataFrame:
+    """The measured wall time of every notebook per profile (rows: notebooks, columns: profiles)."""
+    import pandas as pd
+
+    times = json.loads(Path(path).read_text(encoding="utf-8"))
+    names = sorted({name for runs in times.values() for name in runs})
+    table = pd.DataFrame(
+        {profile: [describe_time(runs.get(name)) for name in names] for profile, runs in times.items()},
+        index=pd.Index(names, name="notebook"),
+    )
+    return table

@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import json
 import math
 
 import pytest
@@ -96,3 +97,16 @@ def test_grid_progress_prints_one_line_per_run_with_time_left(monkeypatch):
     assert lines[2] == f"[3/3] {cfg.name}: trained"
     with pytest.raises(ValueError, match="total"):
         budget.grid_progress(0)
+
+
+def test_notebook_times_table(tmp_path):
+    times = {
+        "fast": {"00_a": {"seconds": 12.0, "status": "ok"}, "06_b": {"seconds": 150.0, "status": "ok"}},
+        "cpu": {"06_b": {"seconds": 20.0, "status": "needs confirmation", "estimate_min": 74.6}},
+    }
+    path = tmp_path / "times.json"
+    path.write_text(json.dumps(times))
+    table = budget.notebook_times(path)
+    assert table.loc["00_a"].tolist() == ["12 s", "not measured"]
+    assert table.loc["06_b"].tolist() == ["2.5 min", "asks to confirm a ≈75 min cell (after 20 s)"]
+    assert budget.describe_time({"seconds": 9.0, "status": "error"}) == "failed after 9 s"
