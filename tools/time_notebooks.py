@@ -109,10 +109,10 @@ def render_table(times: dict) -> str:
     lines += [
         "",
         (
-            f"Measured by `tools/time_notebooks.py` on {', '.join(dates)} (commits "
-            f"{', '.join(sorted({r['commit'] for r in records}))}) on a machine with "
+            f"Measured by `tools/time_notebooks.py` on {', '.join(dates)} on a machine with "
             f"{'/'.join(map(str, cpus))} CPU cores and no GPU, shared with other jobs at the time "
-            f"(1-minute load average {min(loads):.1f} to {max(loads):.1f}): a quiet machine is faster."
+            f"(1-minute load average {min(loads):.1f} to {max(loads):.1f}): a quiet machine is faster. "
+            "`docs/notebook_times.json` has each run's date, commit and load."
         ),
     ]
     return "\n".join(lines)
