@@ -62,11 +62,18 @@ import torch.distributed as dist
 from torch import Tensor
 
 from iou_lib.validation import (
+    call_checks,
     check_absent_score,
+    check_mode,
     label_inputs,
     label_inputs_flagged,
     value_checks_enabled,
 )
+
+#: ``mode`` of the metrics: ``"binary"`` and ``"multiclass"`` score label maps ``(B, ...)`` with
+#: ``num_classes`` classes (2 for binary); ``"multilabel"`` scores {0, 1} masks ``(B, C, ...)`` with one
+#: binary foreground IoU per channel (``num_classes = C``), as torchmetrics' ``multilabel_jaccard_index``.
+_METRIC_MODES = ("binary", "multiclass", "multilabel")
 
 __all__ = [
     "IoUAccumulator",
@@ -82,8 +89,18 @@ __all__ = [
 ]
 
 
-def predict(logits: Tensor, threshold: float = 0.5, multiclass: bool | None = None) -> Tensor:
+def predict(
+    logits: Tensor,
+    threshold: float = 0.5,
+    multiclass: bool | None = None,
+    *,
+    mode: str | None = None,
+    validate_args: bool | None = None,
+) -> Tensor:
     """Hard labels (int64) from logits: ``sigmoid(z) > threshold`` for binary, ``argmax`` for multi-class.
+
+    ``mode`` says it explicitly (and overrides ``multiclass``): ``"binary"``, ``"multiclass"``, or
+    ``"multilabel"``: ``sigmoid(z) > threshold`` per channel, keeping the shape ``(B, C, ...)``.
 
     ``multiclass=None`` decides from the shape: 4-D logits ``(B, C, H, W)`` with ``C >= 2`` are
     multi-class (returns ``(B, H, W)``), ``(B, 1, H, W)`` and 3-D ``(B, H, W)`` logits are binary (returns
@@ -102,6 +119,13 @@ def predict(logits: Tensor, threshold: float = 0.5, multiclass: bool | None = No
         raise TypeError(f"logits must be a floating-point torch.Tensor, got {got}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
+    if check_mode(mode, _METRIC_MODES) == "multilabel":
+        with call_checks(validate_args):
+            if value_checks_enabled():
+                _check_no_nan(logits.detach())
+        return (torch.sigmoid(logits) > threshold).long()
+    if mode is not None:
+        multiclass = mode == "multiclass"
     if multiclass is None:
         if logits.dim() == 4:
             multiclass = logits.shape[1] >= 2
@@ -112,8 +136,9 @@ def predict(logits: Tensor, threshold: float = 0.5, multiclass: bool | None = No
                 f"cannot tell binary from multi-class logits of shape {tuple(logits.shape)}: "
                 "pass multiclass=True or multiclass=False"
             )
-    if value_checks_enabled():
-        _check_no_nan(logits.detach())
+    with call_checks(validate_args):
+        if value_checks_enabled():
+            _check_no_nan(logits.detach())
     if multiclass:
         if logits.dim() < 2 or logits.shape[1] < 2:
             raise ValueError(
@@ -167,20 +192,52 @@ def confusion_matrix(
     *,
     ignore_index: int | None = None,
     per_image: bool = False,
+    mode: str | None = None,
+    validate_args: bool | None = None,
 ) -> Tensor:
     """Pixel counts ``cm[..., t, p]`` (target class ``t``, predicted class ``p``), int64.
 
     Shape ``(C, C)`` for the batch pooled, ``(B, C, C)`` with ``per_image=True``. Binary tasks use
-    ``num_classes=2``. Ignored pixels are not counted.
+    ``num_classes=2``. Ignored pixels are not counted. ``mode="multilabel"``: one binary ``2 x 2``
+    matrix per channel of ``(B, C, ...)`` masks, shape ``(C, 2, 2)`` or ``(B, C, 2, 2)``.
+    ``validate_args`` turns the value checks on or off for this call (``None``: the process-wide setting).
 
     >>> import torch
     >>> confusion_matrix(torch.tensor([[1, 1]]), torch.tensor([[0, 1]]), 2, per_image=True)
     tensor([[[0, 1],
              [0, 1]]])
     """
-    pred, target, valid = label_inputs(pred, target, num_classes, ignore_index)
-    counts = _count(pred, target, valid, num_classes)
+    multilabel = _metric_mode(mode, num_classes) == "multilabel"
+    with call_checks(validate_args):
+        if multilabel:
+            b = _check_multilabel(pred, target, num_classes)
+            pred, target = pred.reshape(b * num_classes, -1), target.reshape(b * num_classes, -1)
+        pred, target, valid = label_inputs(pred, target, 2 if multilabel else num_classes, ignore_index)
+    counts = _count(pred, target, valid, 2 if multilabel else num_classes)
+    if multilabel:
+        counts = counts.view(b, num_classes, 2, 2)
     return counts if per_image else counts.sum(0)
+
+
+def _metric_mode(mode: object, num_classes: object) -> str:
+    mode = check_mode(mode, _METRIC_MODES) or "multiclass"
+    if mode == "binary" and num_classes != 2:
+        raise ValueError(f"mode='binary' scores 2 classes (num_classes=2), got num_classes={num_classes!r}")
+    return mode
+
+
+def _check_multilabel(pred: object, target: object, num_classes: int) -> int:
+    """The batch size of multi-label masks ``(B, C, ...)`` with ``C = num_classes`` (structure only)."""
+    shapes = tuple(tuple(getattr(x, "shape", ())) for x in (pred, target))
+    if not all(isinstance(x, Tensor) for x in (pred, target)) or shapes[0] != shapes[1]:
+        raise ValueError(
+            f"multi-label pred and target must be tensors of one shape (B, C, ...), got {shapes}"
+        )
+    if len(shapes[0]) < 2 or shapes[0][1] != num_classes:
+        raise ValueError(
+            f"multi-label masks need num_classes = {num_classes} channels in dim 1, got shape {shapes[0]}"
+        )
+    return shapes[0][0]
 
 
 def _ratio(num: Tensor, den: Tensor, absent_score: float) -> Tensor:
@@ -244,8 +301,13 @@ def class_iou(
     ignore_index: int | None = None,
     per_image: bool = False,
     absent_score: float = math.nan,
+    mode: str | None = None,
+    validate_args: bool | None = None,
 ) -> Tensor:
     """Per-class IoU: shape ``(C,)`` over the pooled batch, ``(B, C)`` with ``per_image=True``.
+
+    ``mode="multilabel"``: the foreground IoU of each channel of ``(B, C, ...)`` {0, 1} masks (see
+    :func:`confusion_matrix`); ``validate_args`` as there.
 
     With ``per_image=True`` an image without a counted pixel (every pixel ``ignore_index``) has no score:
     its row is NaN whatever ``absent_score`` is, so every mean over images leaves it out.
@@ -254,7 +316,11 @@ def class_iou(
     >>> class_iou(torch.tensor([[0, 2]]), torch.tensor([[0, 1]]), 3, absent_score=1.0)
     tensor([1., 0., 0.])
     """
-    cm = confusion_matrix(pred, target, num_classes, ignore_index=ignore_index, per_image=per_image)
+    kw = {"ignore_index": ignore_index, "per_image": per_image, "mode": mode, "validate_args": validate_args}
+    cm = confusion_matrix(pred, target, num_classes, **kw)
+    if _metric_mode(mode, num_classes) == "multilabel":  # foreground IoU per channel
+        iou = iou_from_confusion(cm, absent_score)[..., 1]
+        return _leave_out_uncounted(iou, cm.sum(1)) if per_image else iou
     iou = _unscored(iou_from_confusion(cm, absent_score), ignore_index)
     return _leave_out_uncounted(iou, cm) if per_image else iou
 
@@ -267,8 +333,12 @@ def mean_iou(
     ignore_index: int | None = None,
     per_image: bool = False,
     absent_score: float = math.nan,
+    mode: str | None = None,
+    validate_args: bool | None = None,
 ) -> Tensor:
     """Mean IoU over classes (NaN-scored absent classes left out), 0-dim.
+
+    ``mode="multilabel"`` averages the foreground IoU of the channels (see :func:`class_iou`).
 
     ``per_image=False``: the mean over classes of the batch-pooled class IoU (mIoU^D of the batch, equal
     to torchmetrics' ``multiclass_jaccard_index(average="macro")``). ``per_image=True``: each image's mean
@@ -279,9 +349,8 @@ def mean_iou(
     >>> round(mean_iou(pred, target, 2).item(), 4)  # (2/3 + 1/2) / 2
     0.5833
     """
-    iou = class_iou(
-        pred, target, num_classes, ignore_index=ignore_index, per_image=per_image, absent_score=absent_score
-    )
+    kw = {"ignore_index": ignore_index, "per_image": per_image, "absent_score": absent_score}
+    iou = class_iou(pred, target, num_classes, mode=mode, validate_args=validate_args, **kw)
     return iou.nanmean(-1).nanmean() if per_image else iou.nanmean()
 
 
@@ -292,8 +361,12 @@ def binary_iou(
     ignore_index: int | None = None,
     per_image: bool = False,
     absent_score: float = math.nan,
+    mode: str | None = None,
+    validate_args: bool | None = None,
 ) -> Tensor:
     """Foreground IoU of a binary ``{0, 1}`` prediction, 0-dim.
+
+    ``mode`` may only be ``"binary"`` (the default); multi-label masks go to :func:`mean_iou`.
 
     ``per_image=False`` pools the batch (equal to torchmetrics' ``binary_jaccard_index``); ``per_image=True``
     averages the per-image IoU. ``ignore_index`` (e.g. 255 for void pixels) drops target pixels. An image
@@ -308,8 +381,9 @@ def binary_iou(
     >>> binary_iou(pred, target, per_image=True, absent_score=1.0).item()  # the empty image scores 1
     0.75
     """
+    check_mode(mode, ("binary",))
     kw = {"ignore_index": ignore_index, "per_image": per_image, "absent_score": absent_score}
-    fg = class_iou(pred, target, 2, **kw)[..., 1]
+    fg = class_iou(pred, target, 2, validate_args=validate_args, **kw)[..., 1]
     return fg.nanmean() if per_image else fg
 
 
@@ -348,6 +422,10 @@ class IoUAccumulator:
     lives on the device of the first batch, and every tensor attribute is an additive count: accumulators
     of several processes combine with :meth:`all_reduce`.
 
+    ``mode="multilabel"`` scores ``(B, C, ...)`` {0, 1} masks, one binary task per channel: ``iou``,
+    ``dice`` and ``iou_per_image`` are then the per-channel foreground scores and ``confusion`` has shape
+    ``(C, 2, 2)``. ``validate_args`` turns the value checks of every ``update`` on or off.
+
     ``update`` makes no host synchronisation: it only queues device work. Its value checks (labels in
     ``0..C-1``, integral finite float targets) are therefore counted on the device, per batch, and
     :meth:`compute` raises ``ValueError`` if any batch failed one (the counts are then unusable).
@@ -362,10 +440,18 @@ class IoUAccumulator:
     """
 
     def __init__(
-        self, num_classes: int, *, ignore_index: int | None = None, absent_score: float = math.nan
+        self,
+        num_classes: int,
+        *,
+        ignore_index: int | None = None,
+        absent_score: float = math.nan,
+        mode: str | None = None,
+        validate_args: bool | None = None,
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2 (2 for a binary task), got {num_classes!r}")
+        self.multilabel = _metric_mode(mode, num_classes) == "multilabel"
+        self.validate_args = None if validate_args is None else bool(validate_args)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.absent_score = check_absent_score(absent_score)
@@ -374,7 +460,7 @@ class IoUAccumulator:
     def reset(self) -> None:
         """Forget everything seen so far."""
         c = self.num_classes
-        self.confusion = torch.zeros(c, c, dtype=torch.long)
+        self.confusion = torch.zeros(*((c, 2, 2) if self.multilabel else (c, c)), dtype=torch.long)
         self._class_sum = torch.zeros(c, dtype=torch.float64)
         self._class_count = torch.zeros(c, dtype=torch.long)
         self._image_sum = torch.zeros((), dtype=torch.float64)
@@ -392,14 +478,27 @@ class IoUAccumulator:
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor) -> None:
         """Add a batch of hard predictions ``(B, ...)`` and targets (see :func:`predict`); no host sync."""
-        pred, target, valid, failed = label_inputs_flagged(pred, target, self.num_classes, self.ignore_index)
-        cm = _count(pred, target, valid, self.num_classes)
+        n_classes = 2 if self.multilabel else self.num_classes
+        with call_checks(self.validate_args):
+            if self.multilabel:  # one binary task per channel
+                b = _check_multilabel(pred, target, self.num_classes)
+                pred, target = (
+                    pred.reshape(b * self.num_classes, -1),
+                    target.reshape(b * self.num_classes, -1),
+                )
+            pred, target, valid, failed = label_inputs_flagged(pred, target, n_classes, self.ignore_index)
+        cm = _count(pred, target, valid, n_classes)
         if self.confusion.device != cm.device:
             self._move_to(cm.device)
         if failed is not None:
             self._failed_checks += failed
-        per_image = _unscored(iou_from_confusion(cm, self.absent_score), self.ignore_index)
-        per_image = _leave_out_uncounted(per_image, cm).to(self._class_sum.dtype)
+        if self.multilabel:
+            cm = cm.view(b, self.num_classes, 2, 2)
+            per_image = _leave_out_uncounted(iou_from_confusion(cm, self.absent_score)[..., 1], cm.sum(1))
+        else:
+            per_image = _unscored(iou_from_confusion(cm, self.absent_score), self.ignore_index)
+            per_image = _leave_out_uncounted(per_image, cm)
+        per_image = per_image.to(self._class_sum.dtype)
         scored = ~per_image.isnan()
         self.confusion += cm.sum(0)
         self._class_sum += per_image.nan_to_num(0.0).sum(0)
@@ -456,8 +555,12 @@ class IoUAccumulator:
                 + ". confusion_matrix(pred, target, num_classes) on such a batch names the values"
             )
         dtype = torch.get_default_dtype()
-        iou = _unscored(iou_from_confusion(self.confusion, self.absent_score), self.ignore_index)
-        dice = _unscored(dice_from_confusion(self.confusion, self.absent_score), self.ignore_index)
+        if self.multilabel:  # foreground scores per channel; accuracy over all (pixel, channel) pairs
+            iou = iou_from_confusion(self.confusion, self.absent_score)[..., 1]
+            dice = dice_from_confusion(self.confusion, self.absent_score)[..., 1]
+        else:
+            iou = _unscored(iou_from_confusion(self.confusion, self.absent_score), self.ignore_index)
+            dice = _unscored(dice_from_confusion(self.confusion, self.absent_score), self.ignore_index)
         return IoUSummary(
             iou=iou,
             miou=iou.nanmean(),
@@ -465,7 +568,9 @@ class IoUAccumulator:
             miou_per_image=_ratio(self._image_sum, self._image_count, math.nan).to(dtype),
             dice=dice,
             mdice=dice.nanmean(),
-            pixel_accuracy=accuracy_from_confusion(self.confusion),
+            pixel_accuracy=accuracy_from_confusion(
+                self.confusion.sum(0) if self.multilabel else self.confusion
+            ),
             confusion=self.confusion.clone(),
             n_images=self.n_images,
         )
