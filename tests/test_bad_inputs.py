@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+import iou_lib
 from iou_lib import losses, metrics
 
 INF, NAN = math.inf, math.nan
@@ -232,3 +233,27 @@ def test_accumulator_raises_at_compute_for_a_batch_that_failed_a_deferred_check(
     acc.reset()
     acc.update(torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
     assert acc.compute().miou.item() == 1.0
+
+
+# -- 7. the losses' value checks cost one host sync in all, and none when switched off -----------------------
+
+ONE_SYNC_LOSSES = [
+    (name, kind)
+    for name in ("bce", "weighted_bce", "focal", "soft_iou", "soft_dice", "tversky", "jaccard_metric")
+    for kind in ("binary", "multiclass")
+    if not (name in ("bce", "weighted_bce") and kind == "multiclass")
+] + [("cross_entropy", "multiclass")]
+
+
+@pytest.mark.parametrize(("name", "kind"), ONE_SYNC_LOSSES)
+def test_a_loss_reads_the_device_once_for_all_its_value_checks_and_never_in_backward(name, kind):
+    z, y = (BIN_Z, BIN_Y) if kind == "binary" else (MC_Z, MC_Y)
+    x = z.clone().requires_grad_(True)
+    with _OpLog() as forward:
+        value = losses.functional(name)(x, y)
+    with _OpLog() as backward:
+        value.backward()
+    assert _syncs(forward.ops) == ["_local_scalar_dense"] and _syncs(backward.ops) == []
+    with iou_lib.value_checks(False), _OpLog() as unchecked:
+        losses.functional(name)(x, y)
+    assert _syncs(unchecked.ops) == []
