@@ -6,6 +6,7 @@ notebook displays it once, as the cell's value) and draws nothing else.
 * :func:`error_map`: true/false positives and negatives of a hard prediction in four colours;
 * :func:`gradient_fields`: per-pixel descent directions :math:`-\partial L/\partial z` of several losses,
   on one colour scale (:func:`normalise_fields`);
+* :func:`probability_histograms`: probabilities on foreground and background pixels, as histograms;
 * :func:`pixel_gradients`: per-pixel :math:`\partial L/\partial p` against :math:`p`, by label;
 * :func:`mass_plot`: foreground vs background gradient mass against the foreground fraction (seaborn);
 * :func:`line_plot`: tidy lines with optional reference marks (seaborn);
@@ -45,6 +46,7 @@ __all__ = [
     "mass_plot",
     "normalise_fields",
     "pixel_gradients",
+    "probability_histograms",
 ]
 
 #: Colours of the confusion classes in :func:`error_map`: TN, FP, FN, TP.
@@ -272,6 +274,41 @@ def gradient_fields(
     return _done(fig)
 
 
+def probability_histograms(
+    probs: Mapping[str, Tensor], target: Tensor, marks: Mapping[str, float] | None = None, bins: int = 50
+) -> Figure:
+    """Histograms of probabilities on foreground and on background pixels, one panel per entry of ``probs``.
+
+    Unlike grey-level images, the histograms tell 0.9 from 0.999. ``target`` is the {0, 1} mask that
+    splits the pixels (``probs``' shape); ``marks`` draws labelled vertical lines (e.g. the smoothed
+    targets). Counts are on a log scale so that a rare class stays visible.
+    """
+    fg = _images(target, "target") > 0.5
+    fig, axes = plt.subplots(
+        1, len(probs), figsize=(4.2 * len(probs), 3), squeeze=False, layout="constrained"
+    )
+    edges = np.linspace(0, 1, bins + 1)
+    for ax, (name, p) in zip(axes.flat, probs.items(), strict=True):
+        a = _images(p, f"probs[{name!r}]")
+        if a.shape != fg.shape:
+            raise ValueError(f"probs[{name!r}] must match target's shape {fg.shape}, got {a.shape}")
+        ax.hist(a[fg], bins=edges, color="tab:orange", alpha=0.75, label="foreground pixels")
+        ax.hist(a[~fg], bins=edges, color="tab:blue", alpha=0.6, label="background pixels")
+        for label, value in (marks or {}).items():
+            ax.axvline(value, color="k", ls="--", lw=1)
+            ax.annotate(
+                label,
+                (value, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+            )
+        ax.set(yscale="log", xlim=(0, 1), xlabel="predicted probability p", ylabel="pixels", title=name)
+    axes.flat[0].legend(fontsize=8, loc="upper center")
+    return _done(fig)
+
+
 def pixel_gradients(grads: Mapping[str, Tensor], probs: Tensor, target: Tensor) -> Figure:
     r"""Per-pixel :math:`\partial L/\partial p_v` against :math:`p_v`, one panel per loss (seaborn).
 
@@ -307,6 +344,16 @@ def pixel_gradients(grads: Mapping[str, Tensor], probs: Tensor, target: Tensor) 
     return _done(fig)
 
 
+#: Axis labels in words for the columns of :func:`iou_lib.gradients.mass_table`.
+MASS_WORDS = {
+    "fg_share": "foreground share of |dL/dz|",
+    "bg_over_fg": "background / foreground gradient mass",
+    "fg_actual": "foreground fraction",
+    "fg_mean": "mean |dL/dz| per foreground pixel",
+    "bg_mean": "mean |dL/dz| per background pixel",
+}
+
+
 def mass_plot(
     df: pd.DataFrame,
     x: str = "fg_actual",
@@ -314,16 +361,22 @@ def mass_plot(
     hue: str = "loss",
     col: str | None = None,
     ax_labels: tuple[str, str] | None = None,
+    dodge: float = 0.04,
 ) -> Figure:
     """Gradient mass statistic ``y`` against foreground fraction ``x`` (log x), one line per ``hue``.
 
     ``df`` is a tidy table such as :func:`iou_lib.gradients.mass_table` returns; ``col`` names a column
-    whose values get one panel each. ``bg_over_fg`` is drawn on a log scale with a dashed line at
-    balance (1); ``fg_share`` with a dashed line at 0.5.
+    whose values get one panel each. Each line has its own hollow marker and dash pattern, and is shifted
+    sideways by a factor ``(1 + dodge)`` per line (a note under the figure says so), so lines that
+    coincide (soft IoU and soft Dice share their foreground share) stay visible. ``bg_over_fg`` is
+    drawn on a log scale with a grey line at balance (1); ``fg_share`` with a grey line at 0.5.
     """
     missing = {x, y, hue, col} - {None} - set(df.columns)
     if missing:
         raise ValueError(f"df lacks the columns {sorted(missing)}; it has {list(df.columns)}")
+    levels = list(dict.fromkeys(df[hue]))
+    shift = {v: (1 + dodge) ** (k - (len(levels) - 1) / 2) for k, v in enumerate(levels)}
+    df = df.assign(**{x: df[x] * df[hue].map(shift)})
     grid = sns.relplot(
         data=df,
         x=x,
@@ -333,18 +386,35 @@ def mass_plot(
         col=col,
         kind="line",
         markers=True,
-        dashes=False,
+        dashes=True,  # losses whose lines coincide (soft IoU and soft Dice) stay distinguishable
+        markersize=7,
+        alpha=0.85,
         height=3.6,
         aspect=1.1,
     )
-    xlabel, ylabel = ax_labels or ("foreground fraction", y.replace("_", " "))
+    xlabel, ylabel = ax_labels or ("foreground fraction", MASS_WORDS.get(y, y.replace("_", " ")))
+    handles = [*(grid.legend.legend_handles if grid.legend else [])]
+    for line in [*(ln for ax in grid.axes.flat for ln in ax.lines), *handles]:
+        if hasattr(line, "set_markerfacecolor"):  # hollow markers: coinciding lines show both shapes
+            line.set_markeredgecolor(line.get_color())
+            line.set_markerfacecolor("none")
+            line.set_markeredgewidth(1.4)
     for ax in grid.axes.flat:
         ax.set_xscale("log")
         if y == "bg_over_fg":
             ax.set_yscale("log")
         if y in ("bg_over_fg", "fg_share"):
-            ax.axhline(1.0 if y == "bg_over_fg" else 0.5, ls="--", c="grey", lw=1)
+            ax.axhline(1.0 if y == "bg_over_fg" else 0.5, c="grey", lw=1, zorder=0)
     grid.set_axis_labels(xlabel, ylabel)
+    if dodge:
+        grid.figure.text(
+            0.01,
+            0.0,
+            f"Lines are shifted sideways by {dodge:.0%} each so that equal values stay visible.",
+            fontsize=7,
+            color="grey",
+            va="bottom",
+        )
     return _done(grid.figure)
 
 

@@ -46,13 +46,26 @@ def test_gradient_fields_draw_the_descent_direction(case):
     z, y = case
     grads = {name: gradient_field(name, z, y) for name in ("bce", "soft_iou")}
     fig = viz.gradient_fields(grads, y, probs=torch.sigmoid(z), image_labels=["x", "y"])
-    assert isinstance(fig, Figure) and len(fig.axes) == 2 * 3
-    np.testing.assert_allclose(fig.axes[2].images[0].get_array(), -grads["soft_iou"][0, 0].numpy())
+    assert isinstance(fig, Figure) and len(fig.axes) == 2 * 3 + 1  # panels and one colorbar
+    g = grads["soft_iou"].numpy()
+    np.testing.assert_allclose(fig.axes[2].images[0].get_array(), -g[0, 0] / np.abs(g).mean())
     assert fig.axes[1].get_title().startswith("bce\nfg share")
+    # one symmetric colour scale for every field panel, shown by the colorbar
+    fields = [ax.images[0] for ax in fig.axes[:6] if ax.images and ax.images[0].get_cmap().name == "RdBu_r"]
+    _, limit = viz.normalise_fields(grads)
+    assert len(fields) == 4 and {im.get_clim() for im in fields} == {(-limit, limit)}
+    assert fig.axes[-1].get_label() == "<colorbar>"
+    fixed = viz.gradient_fields(grads, y, scale=2.5)
+    assert fixed.axes[0].images[0].get_clim() == (-2.5, 2.5)
     with pytest.raises(ValueError, match="must match target's shape"):
         viz.gradient_fields({"bce": grads["bce"][:1]}, y)
     with pytest.raises(ValueError, match="at least one loss"):
         viz.gradient_fields({}, y)
+
+
+def test_normalise_fields_keeps_a_field_without_gradient_at_zero():
+    fields, limit = viz.normalise_fields({"a": torch.tensor([2.0, -2.0]), "none": torch.zeros(2)})
+    assert fields["a"].tolist() == [1.0, -1.0] and fields["none"].tolist() == [0.0, 0.0] and limit > 0
 
 
 def test_mass_plot():
@@ -60,6 +73,12 @@ def test_mass_plot():
     fig = viz.mass_plot(df)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and len(fig.legends[0].get_texts()) == 2
+    assert ax.get_ylabel() == "background / foreground gradient mass"  # words, not a column name
+    # coinciding lines stay visible: each loss is dodged sideways, with hollow markers and its own dashes
+    lines = [line for line in ax.lines if len(line.get_xdata()) and line.get_marker() not in ("None", None)]
+    assert len(lines) == 2 and not np.allclose(lines[0].get_xdata(), lines[1].get_xdata())
+    assert {line.get_markerfacecolor() for line in lines} == {"none"}
+    assert any("shifted sideways" in t.get_text() for t in fig.texts)
     df2 = pd.concat([df.assign(state="a"), df.assign(state="b")])
     assert len(viz.mass_plot(df2, y="fg_share", col="state").axes) == 2
     with pytest.raises(ValueError, match="lacks the columns"):
@@ -126,3 +145,14 @@ def test_line_plot():
     assert any(t.get_text() == "half" for t in fig.axes[1].texts)
     with pytest.raises(ValueError, match="lacks the columns"):
         viz.line_plot(df, "x", "nope", "h")
+
+
+def test_probability_histograms_split_foreground_and_background(case):
+    _, y = case
+    p = torch.where(y > 0, 0.95, 0.02)
+    fig = viz.probability_histograms({"model": p}, y, marks={"target": 0.9})
+    ax = fig.axes[0]
+    counts = [sum(patch.get_height() for patch in c) for c in ax.containers]
+    assert counts == [y.sum().item(), (1 - y).sum().item()] and ax.get_xlim() == (0, 1)
+    with pytest.raises(ValueError, match="must match target's shape"):
+        viz.probability_histograms({"model": p[:1]}, y)

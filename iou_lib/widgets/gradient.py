@@ -45,6 +45,7 @@ from iou_lib.widgets._base import CONTROL_STYLE, Explorer, set_applicable
 __all__ = [
     "EXPLORER_LOSSES",
     "KNOBS",
+    "OFFERED_LOSSES",
     "DescentTrace",
     "FieldState",
     "GradientExplorer",
@@ -56,17 +57,10 @@ __all__ = [
     "mass_text",
 ]
 
-#: Binary losses the explorer offers, in the order of notebook 03.
-EXPLORER_LOSSES = (
-    "bce",
-    "weighted_bce",
-    "focal",
-    "soft_iou",
-    "soft_dice",
-    "tversky",
-    "jaccard_metric",
-    "lovasz_hinge",
-)
+#: The binary losses of notebook 03, in its order.
+EXPLORER_LOSSES = ("bce", "weighted_bce", "focal", "soft_iou", "soft_dice", "lovasz_hinge")
+#: What the explorer's loss menus offer: notebook 03's losses, Tversky and the Jaccard metric loss.
+OFFERED_LOSSES = (*EXPLORER_LOSSES, "tversky", "jaccard_metric")
 
 #: Explorer knob -> (loss keyword, default). A knob is passed to every shown loss that takes its keyword;
 #: ``focal_alpha`` and ``tversky_alpha`` both map to ``alpha`` and go only to their own loss.
@@ -413,7 +407,7 @@ class GradientExplorer(Explorer):
     ``ex.slices`` or ``ex.traces`` and ``ex.figure`` hold what is shown; ``ex.redraw_s`` the time taken.
     """
 
-    def __init__(self, losses: tuple[str, ...] = EXPLORER_LOSSES, size: int = 48, n: int = 3, seed: int = 0):
+    def __init__(self, losses: tuple[str, ...] = OFFERED_LOSSES, size: int = 48, n: int = 3, seed: int = 0):
         self._fixed = {"size": size, "n": n, "seed": seed}
         self._remembered: dict[str, bool] = {}
         kw = CONTROL_STYLE
