@@ -4,6 +4,13 @@ Both map an image ``(B, in_channels, H, W)`` to logits ``(B, out_channels, H, W)
 is a binary head (one foreground logit per pixel), ``out_channels=C >= 2`` a C-class head. Any ``H, W``
 works: the input is padded to a multiple of ``2**depth`` and the logits are cropped back.
 
+**Groups** (``groups=S``): S independent networks in one, every convolution grouped (``groups=S``) so
+network ``s`` sees only channels ``s * in_channels ... (s + 1) * in_channels`` of the input and writes
+its logits to channels ``s * out_channels ...``; normalisation is per channel (BatchNorm) or per group of
+a network's channels (GroupNorm), so the S networks never mix. Training S seeds of one configuration
+this way runs one kernel per layer instead of S (what fills a GPU); :func:`stack_states` and
+:func:`unstack_state` convert between S single networks and one grouped network.
+
 * :class:`UNet`: ``depth`` down-sampling stages of two 3x3 conv-norm-ReLU blocks, channels
   ``width * 2**level``, a mirrored decoder with bilinear up-sampling and skip concatenation.
 * :class:`FCN`: the same encoder without a decoder; a 1x1 scoring layer on every stage, the scores
@@ -19,38 +26,58 @@ torch.Size([1, 11, 45, 60])
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FCN", "MODELS", "UNet", "build_model", "count_parameters"]
+__all__ = ["FCN", "MODELS", "UNet", "build_model", "count_parameters", "stack_states", "unstack_state"]
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def _norm(kind: str, channels: int, groups: int = 1) -> nn.Module:
+    """Normalisation of ``groups`` networks' ``channels`` each (stacked)."""
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return nn.BatchNorm2d(groups * channels)
     if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
+        return nn.GroupNorm(groups * min(8, channels), groups * channels)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"norm must be 'batch', 'group' or 'none', got {kind!r}")
 
 
-def _block(c_in: int, c_out: int, norm: str) -> nn.Sequential:
+def _conv(c_in: int, c_out: int, kernel: int, groups: int, bias: bool = True) -> nn.Conv2d:
+    """``groups`` independent ``c_in -> c_out`` convolutions, stacked along the channels."""
+    return nn.Conv2d(groups * c_in, groups * c_out, kernel, padding=kernel // 2, groups=groups, bias=bias)
+
+
+def _block(c_in: int, c_out: int, norm: str, groups: int = 1) -> nn.Sequential:
     """Two 3x3 conv -> norm -> ReLU layers."""
     layers: list[nn.Module] = []
     for c in (c_in, c_out):
-        conv = nn.Conv2d(c, c_out, 3, padding=1, bias=norm == "none")
-        layers += [conv, _norm(norm, c_out), nn.ReLU(inplace=True)]
+        layers += [
+            _conv(c, c_out, 3, groups, bias=norm == "none"),
+            _norm(norm, c_out, groups),
+            nn.ReLU(inplace=True),
+        ]
     return nn.Sequential(*layers)
 
 
-def _check(in_channels: int, out_channels: int, width: int, depth: int) -> None:
+def _cat(a: Tensor, b: Tensor, groups: int) -> Tensor:
+    """Concatenate channels network by network: ``[a_0, b_0, a_1, b_1, ...]``."""
+    if groups == 1:
+        return torch.cat([a, b], dim=1)
+    n, _, h, w = a.shape
+    return torch.cat([a.view(n, groups, -1, h, w), b.view(n, groups, -1, h, w)], dim=2).view(n, -1, h, w)
+
+
+def _check(in_channels: int, out_channels: int, width: int, depth: int, groups: int = 1) -> None:
     for name, value, low in (
         ("in_channels", in_channels, 1),
         ("out_channels", out_channels, 1),
         ("width", width, 1),
         ("depth", depth, 0),
+        ("groups", groups, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -76,11 +103,11 @@ class _Padded(nn.Module):
 
 
 class _Encoder(nn.Module):
-    def __init__(self, in_channels: int, width: int, depth: int, norm: str) -> None:
+    def __init__(self, in_channels: int, width: int, depth: int, norm: str, groups: int = 1) -> None:
         super().__init__()
         chans = [width * 2**i for i in range(depth + 1)]
-        self.stages = nn.ModuleList([_block(in_channels, chans[0], norm)])
-        self.stages.extend(_block(chans[i], chans[i + 1], norm) for i in range(depth))
+        self.stages = nn.ModuleList([_block(in_channels, chans[0], norm, groups)])
+        self.stages.extend(_block(chans[i], chans[i + 1], norm, groups) for i in range(depth))
         self.channels = chans
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -100,21 +127,24 @@ class UNet(_Padded):
         width: int = 16,
         depth: int = 3,
         norm: str = "batch",
+        groups: int = 1,
     ) -> None:
         super().__init__()
-        _check(in_channels, out_channels, width, depth)
-        self.depth = depth
-        self.encoder = _Encoder(in_channels, width, depth, norm)
+        _check(in_channels, out_channels, width, depth, groups)
+        self.depth, self.groups = depth, groups
+        self.encoder = _Encoder(in_channels, width, depth, norm, groups)
         c = self.encoder.channels
-        self.decoder = nn.ModuleList(_block(c[i + 1] + c[i], c[i], norm) for i in reversed(range(depth)))
-        self.head = nn.Conv2d(c[0], out_channels, 1)
+        self.decoder = nn.ModuleList(
+            _block(c[i + 1] + c[i], c[i], norm, groups) for i in reversed(range(depth))
+        )
+        self.head = _conv(c[0], out_channels, 1, groups)
 
     def net_forward(self, x: Tensor) -> Tensor:
         feats = self.encoder(x)
         y = feats[-1]
         for block, skip in zip(self.decoder, reversed(feats[:-1]), strict=True):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            y = block(torch.cat([y, skip], dim=1))
+            y = block(_cat(y, skip, self.groups))
         return self.head(y)
 
 
@@ -128,12 +158,13 @@ class FCN(_Padded):
         width: int = 16,
         depth: int = 3,
         norm: str = "batch",
+        groups: int = 1,
     ) -> None:
         super().__init__()
-        _check(in_channels, out_channels, width, depth)
+        _check(in_channels, out_channels, width, depth, groups)
         self.depth = depth
-        self.encoder = _Encoder(in_channels, width, depth, norm)
-        self.scores = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in self.encoder.channels)
+        self.encoder = _Encoder(in_channels, width, depth, norm, groups)
+        self.scores = nn.ModuleList(_conv(c, out_channels, 1, groups) for c in self.encoder.channels)
 
     def net_forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
@@ -154,11 +185,40 @@ def build_model(
     width: int = 16,
     depth: int = 3,
     norm: str = "batch",
+    groups: int = 1,
 ) -> nn.Module:
-    """The model ``name`` (``"unet"`` or ``"fcn"``) with the given head and size."""
+    """The model ``name`` (``"unet"`` or ``"fcn"``) with the given head and size (``groups`` networks)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available models: {', '.join(MODELS)}")
-    return MODELS[name](in_channels, out_channels, width, depth, norm)
+    return MODELS[name](in_channels, out_channels, width, depth, norm, groups)
+
+
+def stack_states(states: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """The state of one ``groups=S`` network made of S single networks' states (same architecture).
+
+    Every parameter and buffer of network ``s`` becomes block ``s`` along dim 0 (BatchNorm's step
+    counter, a scalar, is taken from the first).
+
+    >>> nets = [build_model("unet", width=2, depth=1) for _ in range(3)]
+    >>> grouped = build_model("unet", width=2, depth=1, groups=3)
+    >>> grouped.load_state_dict(stack_states([n.state_dict() for n in nets]))
+    <All keys matched successfully>
+    >>> x = torch.randn(2, 3, 3, 8, 8)  # a batch of 2 for each of 3 networks
+    >>> out = grouped.eval()(x.flatten(1, 2))
+    >>> all(torch.allclose(out[:, s : s + 1], nets[s].eval()(x[:, s]), atol=1e-5) for s in range(3))
+    True
+    """
+    return {
+        k: states[0][k] if states[0][k].dim() == 0 else torch.cat([s[k] for s in states]) for k in states[0]
+    }
+
+
+def unstack_state(state: dict[str, Tensor], groups: int) -> list[dict[str, Tensor]]:
+    """Inverse of :func:`stack_states`: the ``groups`` single networks' states."""
+    return [
+        {k: v if v.dim() == 0 else v.chunk(groups)[s].clone() for k, v in state.items()}
+        for s in range(groups)
+    ]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from iou_lib.models import MODELS, build_model, count_parameters
+from iou_lib.models import MODELS, build_model, count_parameters, stack_states, unstack_state
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -36,6 +36,33 @@ def test_padding_does_not_leak_across_the_batch():
     x = torch.randn(3, 3, 10, 13)
     with torch.no_grad():
         assert torch.allclose(net(x)[1:2], net(x[1:2]), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_grouped_network_is_s_independent_networks(name, norm):
+    """groups=S trains S networks at once: same outputs (BatchNorm in training mode: per-network batch
+    statistics), same gradients, and the states convert both ways."""
+    torch.manual_seed(0)
+    nets = [build_model(name, 3, 2, width=4, depth=2, norm=norm) for _ in range(3)]
+    grouped = build_model(name, 3, 2, width=4, depth=2, norm=norm, groups=3)
+    grouped.load_state_dict(stack_states([n.state_dict() for n in nets]))
+    x = torch.randn(4, 3, 3, 12, 10)  # 4 images for each of 3 networks
+    out = grouped(x.flatten(1, 2)).unflatten(1, (3, 2))
+    out.square().sum().backward()
+    for s, net in enumerate(nets):
+        ref = net(x[:, s])
+        ref.square().sum().backward()
+        assert torch.allclose(out[:, s], ref, atol=1e-5)
+    for k, v in unstack_state(grouped.state_dict(), 3)[1].items():
+        assert torch.allclose(v, nets[1].state_dict()[k], atol=1e-6), k  # running stats updated alike
+    grads = dict(grouped.named_parameters())
+    for k, p in nets[2].named_parameters():
+        g = grads[k].grad.chunk(3)[2]
+        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-4 * p.grad.abs().max()), (
+            k,
+            (g - p.grad).abs().max(),
+        )
 
 
 def test_bad_arguments():
