@@ -30,7 +30,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVAL_COST",
+    "check",
     "LONG_RUN_MINUTES",
     "Estimate",
     "LongRunNotConfirmed",
@@ -56,6 +57,7 @@ __all__ = [
     "notebook_times",
     "require_confirmation",
     "step_seconds",
+    "track",
 ]
 
 EVAL_COST = 1 / 3
@@ -235,6 +237,52 @@ def require_confirmation(
             f"this cell and run it again; or skip it and read the STORED results further down, or use "
             f"IOU_PROFILE=fast for a quick look."
         )
+
+
+def check(
+    configs: TrainConfig | Sequence[TrainConfig],
+    confirmed: bool = False,
+    limit_minutes: float = LONG_RUN_MINUTES,
+    stream: Any = None,
+) -> Estimate:
+    """Print what ``configs`` will cost ("LIVE: about 9 min in the cpu profile ...") and stop with
+    :class:`LongRunNotConfirmed` when that is over ``limit_minutes`` and not ``confirmed``."""
+    plan = estimate(configs)
+    print(f"LIVE: {plan}", file=stream or sys.stdout, flush=True)
+    require_confirmation(plan, confirmed, limit_minutes)
+    return plan
+
+
+def track(
+    configs: Sequence[TrainConfig],
+    confirmed: bool = False,
+    limit_minutes: float = LONG_RUN_MINUTES,
+    stream: Any = None,
+) -> Iterator[TrainConfig]:
+    """:func:`check` the plan, then yield the configs, printing one line per run with the time left.
+
+    The time left is the estimate until a run has finished, then the measured mean per run so far; the
+    last line compares the time taken with the estimate.
+
+    >>> for cfg in track(configs, confirmed=RUN_LONG):  # doctest: +SKIP
+    ...     results[cfg.loss] = fit(cfg)
+    """
+    out = stream or sys.stdout
+    configs = list(configs)
+    plan = check(configs, confirmed, limit_minutes, stream=out)
+    started = time.perf_counter()
+    for i, cfg in enumerate(configs):
+        elapsed = time.perf_counter() - started
+        left = plan.seconds if i == 0 else elapsed / i * (len(configs) - i)
+        print(f"[{i + 1}/{len(configs)}] {cfg.name}: {format_minutes(left)} left", file=out, flush=True)
+        yield cfg
+    took = time.perf_counter() - started
+    print(
+        f"done: {len(configs)} runs took {format_minutes(took).replace('about ', '')} "
+        f"(estimated {format_minutes(plan.seconds).replace('about ', '')})",
+        file=out,
+        flush=True,
+    )
 
 
 def grid_progress(total: int, stream: Any = None) -> Callable[[Any, Any], None]:

@@ -110,3 +110,35 @@ def test_notebook_times_table(tmp_path):
     assert table.loc["00_a"].tolist() == ["12 s", "not measured"]
     assert table.loc["06_b"].tolist() == ["2.5 min", "asks to confirm a ≈75 min cell (after 20 s)"]
     assert budget.describe_time({"seconds": 9.0, "status": "error"}) == "failed after 9 s"
+
+
+def _fixed_estimate(monkeypatch, minutes: float) -> None:
+    plan = budget.Estimate(
+        runs=3, steps=300, seconds=minutes * 60, step_s=(0.1,), device="cpu", profile="cpu"
+    )
+    monkeypatch.setattr(budget, "estimate", lambda configs: plan)
+
+
+def test_track_prints_the_plan_and_one_line_per_run(monkeypatch):
+    _fixed_estimate(monkeypatch, 3)
+    clock = iter([0.0, 0.0, 120.0, 240.0, 300.0])  # start, before runs 1-3, end
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    configs = [_cfg(loss=loss) for loss in ("bce", "soft_iou", "focal")]
+    assert list(budget.track(configs, stream=out)) == configs
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("LIVE: about 3 min in the cpu profile")
+    assert lines[1] == f"[1/3] {configs[0].name}: about 3 min left"  # the estimate before any run
+    assert lines[2] == f"[2/3] {configs[1].name}: about 4 min left"  # 2 min per run measured, 2 to go
+    assert lines[3] == f"[3/3] {configs[2].name}: about 2 min left"
+    assert lines[4] == "done: 3 runs took 5 min (estimated 3 min)"
+
+
+def test_track_and_check_stop_before_a_long_plan(monkeypatch):
+    _fixed_estimate(monkeypatch, 40)
+    trained = []
+    with pytest.raises(budget.LongRunNotConfirmed, match="RUN_LONG = True"):
+        for cfg in budget.track([_cfg()], stream=io.StringIO()):
+            trained.append(cfg)
+    assert trained == []  # nothing started
+    assert budget.check([_cfg()], confirmed=True, stream=io.StringIO()).minutes == 40
