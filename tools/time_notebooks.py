@@ -72,7 +72,7 @@ def time_notebook(path: Path, profile: str, timeout: int) -> dict:
         found = ESTIMATE.search(str(err))
         if found is None:
             record["status"] = "error"
-            record["error"] = str(err).strip().splitlines()[-1][:300]
+            record["error"] = f"{getattr(err, 'ename', 'error')}: {getattr(err, 'evalue', err)}"[:300]
         else:
             record["status"] = "needs confirmation"
             minutes = 0.5 if found.group(2) is None else float(found.group(2))
