@@ -5,8 +5,13 @@ textbook Lovász extension, the library's own losses on real tensors); the explo
 control values, as a browser does.
 """
 
+import base64
+import importlib.util
 import math
+import sys
+from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +31,8 @@ from iou_lib.widgets.gradient import (
 from iou_lib.widgets.lovasz import lovasz_row, lovasz_values, soft_jaccard_values
 from iou_lib.widgets.results import browse, settings
 from iou_lib.widgets.soft_labels import soft_label_losses, soft_label_state
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _field_images(fig):
@@ -327,3 +334,39 @@ def test_results_browser_on_classes():
 def test_every_explorer_records_its_redraw_time():
     for ex in (GradientExplorer(size=16, n=2), LovaszExplorer(), SoftLabelExplorer()):
         assert 0 < ex.redraw_s < 60
+
+
+# ------------------------------------------------------------------------------------------------ book
+def _build_book_module():
+    spec = importlib.util.spec_from_file_location("build_book", REPO / "tools" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_book"] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_book_shows_the_explorer_image_saved_in_the_widget_state():
+    """An explorer's figure lives in an Image widget's buffer; the static book shows it as a PNG."""
+    build_book = _build_book_module()
+    ex = SoftLabelExplorer()
+    png = base64.b64encode(bytes(ex.image.value)).decode()
+    state = {
+        "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_s", "IPY_MODEL_i"]}},
+        "s": {"model_name": "FloatSliderModel", "state": {"description": "smoothing", "value": 0.2}},
+        "i": {
+            "model_name": "ImageModel",
+            "state": {"format": "png"},
+            "buffers": [{"encoding": "base64", "path": ["value"], "data": png}],
+        },
+    }
+    view = {"model_id": "box", "version_major": 2, "version_minor": 0}
+    cell = nbformat.v4.new_code_cell(
+        "SoftLabelExplorer()",
+        outputs=[nbformat.v4.new_output("display_data", data={build_book.WIDGET_VIEW: view})],
+    )
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["widgets"] = {build_book.WIDGET_STATE: {"state": state, "version_major": 2}}
+    assert build_book.flatten_widgets(nb) == 1
+    outputs = nb.cells[0].outputs
+    assert "smoothing = 0.2" in outputs[0]["data"]["text/html"]
+    assert outputs[1]["data"]["image/png"] == png

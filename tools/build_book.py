@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+IMAGE_TYPES = ("image/png", "image/jpeg")  # Image-widget formats a static page can show
 BOOK_TITLE = "IoU workbook: optimizing Intersection-over-Union directly"
 MATHJAX_DIR = "mathjax"  # --offline: where the bundled MathJax goes inside the book
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/book"  # the package's combined configuration + ours
@@ -165,7 +166,8 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int) -> None:
 
 
 def _widget_outputs(model_id: str, state: dict, seen: set[str] | None = None) -> tuple[list, list]:
-    """Outputs held by the Output widgets under ``model_id``, and ``(description, value)`` of controls."""
+    """Outputs held by the Output and Image widgets under ``model_id``, and ``(description, value)`` of
+    controls."""
     seen = set() if seen is None else seen
     if model_id in seen or model_id not in state:
         return [], []
@@ -173,6 +175,13 @@ def _widget_outputs(model_id: str, state: dict, seen: set[str] | None = None) ->
     model = state[model_id]
     fields = model.get("state", {})
     outputs = list(fields.get("outputs", [])) if model.get("model_name") == "OutputModel" else []
+    if model.get("model_name") == "ImageModel":  # an explorer's figure: PNG bytes in the widget's buffers
+        mime = f"image/{fields.get('format', 'png')}"
+        outputs += [
+            nbformat.v4.new_output("display_data", data={mime: b["data"]})
+            for b in model.get("buffers", [])
+            if b.get("path") == ["value"] and b.get("encoding") == "base64" and mime in IMAGE_TYPES
+        ]
     controls = []
     value = fields.get("value")
     if "index" in fields and "_options_labels" in fields:  # selection widgets sync an index, not a value
@@ -191,7 +200,7 @@ def _widget_outputs(model_id: str, state: dict, seen: set[str] | None = None) ->
 
 
 def flatten_widgets(nb: nbformat.NotebookNode) -> int:
-    """Replace each widget view by a note and the outputs its Output widgets held; return how many.
+    """Replace each widget view by a note and the outputs its Output and Image widgets held; return how many.
 
     A static page cannot run the kernel side of a widget. With the widget state saved in the notebook
     (nbclient and JupyterLab's "Save Widget State" store it), the figures the explorer showed when the
