@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -358,3 +362,38 @@ def test_modules_work_with_torch_compile(cls):
     torch.testing.assert_close(
         value_and_grad(compiled, logits, target), value_and_grad(module, logits, target)
     )
+
+
+# ----------------------------------------------------------------------------------------------- README
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, flags=re.S | re.M)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
+
+
+def test_readme_training_loop_example_runs():
+    (block,) = re.findall(r"```python\n(.*?)```", _section("Using iou_lib in your own training loop"), re.S)
+    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SoftIoULoss(mode='multiclass', per_image=True" in done.stdout
+    assert "torch.Size([4, 5])" in done.stdout
+
+
+def test_readme_defaults_table_is_the_code():
+    text = _section("Using iou_lib in your own training loop")
+    rows = re.findall(r"^\| `(\w+)` \|([^|]+)\|([^|]+)\|([^|]+)\|([^|]+)\|([^|]*)\|$", text, re.M)
+    assert sorted(r[0] for r in rows) == losses.available()
+    for name, modes, per_image, empty, smooth, other in rows:
+        opts = losses.options(name)
+        assert tuple(m.strip() for m in modes.split(",")) == losses.modes(name), name
+        for key, cell in (("per_image", per_image), ("empty", empty), ("smooth", smooth)):
+            cell = cell.strip()
+            if key in opts:
+                assert cell == f"`{opts[key]!r}`".replace("'", '"'), (name, key, cell)
+            else:
+                assert not cell.startswith("`"), (name, key, cell)
+        for key, value in re.findall(r"`(\w+)=([^`]+)`", other):
+            assert repr(opts[key]).replace("'", '"') == value, (name, key, value)
