@@ -32,6 +32,7 @@ __all__ = [
     "Source",
     "camvid_source",
     "camvid_summary",
+    "collapsed_runs",
     "contrasts",
     "loss_name",
     "markdown_table",
@@ -61,14 +62,26 @@ METRIC_WORDS = {"miou_d": "IoU at 0.5", "miou_d@val_thr": "IoU at the tuned thre
 
 def loss_name(spec: str) -> str:
     """A loss label in words: ``"soft_iou (per image)"`` -> ``"soft IoU (per image)"``; schedules
-    ``"bce then lovasz_hinge"`` -> ``"BCE then Lovász hinge"``.
+    ``"bce then lovasz_hinge"`` -> ``"BCE then Lovász hinge"``, ``"bce:3,soft_iou"`` -> ``"BCE (3) then
+    soft IoU"`` (3 epochs or steps).
 
     >>> loss_name("0.25*bce+0.75*soft_iou"), loss_name("bce then lovasz_hinge (per image)")
     ('0.25 BCE + 0.75 soft IoU', 'BCE then Lovász hinge (per image)')
+    >>> loss_name("bce:3,soft_iou")
+    'BCE (3) then soft IoU'
     """
     base, _, rest = spec.partition(" (")
-    words = " then ".join(LOSS_NAMES.get(p, p) for p in base.split(" then "))
-    return words + (f" ({rest}" if rest else "")
+    phases = []
+    for phase in base.replace(" then ", ",").split(","):
+        name, _, length = phase.partition(":")
+        phases.append(LOSS_NAMES.get(name, name) + (f" ({length})" if length else ""))
+    return " then ".join(phases) + (f" ({rest}" if rest else "")
+
+
+def collapsed_runs(table: pd.DataFrame) -> pd.Series:
+    """Per loss, how many runs the engine flagged as collapsed (``summary`` rows; empty for old tables)."""
+    rows = table[(table["split"] == "summary") & (table["metric"] == "collapsed")]
+    return rows.groupby("loss")["value"].sum() if len(rows) else pd.Series(dtype=float)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +174,8 @@ def contrasts(
             for (group, loss), rows in d.groupby([by, "loss"], sort=False):
                 if losses is not None and loss not in losses:
                     continue
+                if loss in baselines and list(baselines).index(loss) < list(baselines).index(baseline):
+                    continue  # weighted BCE - BCE is already there as a contrast to BCE
                 iv = paired_interval(rows["value"], rows["baseline_value"])
                 primary = (group, loss, baseline, metric) == tuple(PRIMARY.values())
                 out.append(
@@ -184,12 +199,19 @@ def contrasts(
     secondary = ~frame["primary"]
     frame["p_holm"] = frame["p"]
     frame.loc[secondary, "p_holm"] = holm(frame.loc[secondary, "p"].to_numpy())
+    collapsed = collapsed_runs(table)
+
+    def sentence(group: Any, a: str, b: str, metric: str, iv: Any) -> str:
+        where = f"at {_percent(group)} foreground, " if by == "fg_frac" else ""
+        text = f"{where}{METRIC_WORDS.get(metric, metric)}: {describe_difference(loss_name(a), loss_name(b), iv)}"
+        flagged = [
+            f"{loss_name(x)} collapsed in {int(collapsed[x])} runs" for x in (a, b) if collapsed.get(x, 0)
+        ]
+        return text + (f" (not a score: {'; '.join(flagged)})" if flagged else "")
+
     frame["sentence"] = [
-        f"at {_percent(g)} foreground, {METRIC_WORDS.get(m, m)}: "
-        + describe_difference(loss_name(a), loss_name(b), iv)
-        if by == "fg_frac"
-        else describe_difference(loss_name(a), loss_name(b), iv)
-        for g, a, b, m, iv in zip(
+        sentence(*row)
+        for row in zip(
             frame[by], frame["loss"], frame["baseline"], frame["metric"], frame["interval"], strict=True
         )
     ]

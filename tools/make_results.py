@@ -31,8 +31,10 @@ processes side by side (small models leave one GPU mostly idle), each taking eve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import math
 import os
@@ -160,8 +162,8 @@ PLANS: dict[str, Plan] = {
         camvid_scale=2,
         camvid_width=8,
         camvid_batch_size=8,
-        camvid_steps=1200,
-        camvid_eval_every=60,
+        camvid_steps=1000,
+        camvid_eval_every=50,
         camvid_lr=3e-3,
         camvid_seeds=(0, 1, 2),
         **_CAMVID,
@@ -500,18 +502,25 @@ def provenance(plan: Plan) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- running
-def resolve(plan: Plan, unit: Unit, results_dir: Path) -> Iterator[Unit]:
-    """``unit`` with its rate fixed: the ``lr`` search units of its loss first (if not yet stored)."""
+def resolve(plan: Plan, unit: Unit, results_dir: Path, lock_dir: Path | None = None) -> Iterator[Unit]:
+    """``unit`` with its rate fixed: the ``lr`` search units of its loss first (if not yet stored). With
+    ``lock_dir``, a search holds a lock file there, so parallel workers never run the same search: a second
+    worker waits, then reads the chosen rate."""
     if unit.lr is not None:
         yield unit
         return
-    lr = chosen_lr(results_dir, plan, unit.variant)
-    if lr is None:
-        for rate in plan.lr_grid:
-            yield Unit("lr", "synthetic", unit.variant, (plan.seeds[0],), plan.primary_frac, lr=rate)
+    with contextlib.ExitStack() as stack:
+        if lock_dir is not None:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(open(lock_dir / f"lr_{unit.variant.slug}.lock", "w"))
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
         lr = chosen_lr(results_dir, plan, unit.variant)
         if lr is None:
-            raise RuntimeError(f"the learning-rate search of {unit.variant.label} did not finish")
+            for rate in plan.lr_grid:
+                yield Unit("lr", "synthetic", unit.variant, (plan.seeds[0],), plan.primary_frac, lr=rate)
+            lr = chosen_lr(results_dir, plan, unit.variant)
+            if lr is None:
+                raise RuntimeError(f"the learning-rate search of {unit.variant.label} did not finish")
     yield dataclasses.replace(unit, lr=lr)
 
 
@@ -539,9 +548,30 @@ def train_unit(plan: Plan, unit: Unit, results_dir: Path, runs_dir: Path, prov: 
     return len(todo)
 
 
+def run_seconds(plan: Plan, results_dir: Path) -> dict[str, float]:
+    """Seconds per run of each data kind: the mean wall time of the stored runs when there are some, else
+    the plan's ``seconds_per_step`` (CamVid scaled by its pixels per step)."""
+    camvid_pixels = plan.camvid_batch_size * (240 // plan.camvid_scale) * (180 // plan.camvid_scale)
+    guess = {
+        "synthetic": plan.steps * plan.seconds_per_step,
+        "camvid": plan.camvid_steps
+        * plan.seconds_per_step
+        * camvid_pixels
+        / (plan.batch_size * plan.image_size**2),
+    }
+    walls: dict[str, list[float]] = {"synthetic": [], "camvid": []}
+    for record in (results_dir / plan.name).glob("*/*.json"):
+        r = json.loads(record.read_text())
+        if r.get("wall_s"):
+            walls["camvid" if r["config"]["data"]["kind"] == "camvid" else "synthetic"].append(r["wall_s"])
+    return {k: sum(v) / len(v) if v else guess[k] for k, v in walls.items()}
+
+
 def dry_run(plan: Plan, us: Sequence[Unit], results_dir: Path) -> str:
-    """The plan as text: runs per study, how many are stored, and an estimated time for the rest."""
+    """The plan as text: runs per study, how many are stored, and an estimated time for the rest (one
+    process; from the stored runs' mean wall time once there are some)."""
     lines = [f"profile {plan.name}: {plan.note}"]
+    seconds = run_seconds(plan, results_dir)
     total_left = 0.0
     for study in STUDIES:
         mine = [u for u in us if u.study == study]
@@ -549,20 +579,19 @@ def dry_run(plan: Plan, us: Sequence[Unit], results_dir: Path) -> str:
             continue
         runs, done, left_s = 0, 0, 0.0
         for u in mine:
-            steps = plan.steps if u.data == "synthetic" else plan.camvid_steps
             for s in u.seeds:
                 lr = u.lr if u.lr is not None else chosen_lr(results_dir, plan, u.variant)
                 stored = lr is not None and is_stored(results_dir, plan, u, s, lr)
                 runs, done = runs + 1, done + stored
-                left_s += 0 if stored else steps * plan.seconds_per_step * (4 if u.data == "camvid" else 1)
+                left_s += 0 if stored else seconds[u.data]
         total_left += left_s
         lines.append(
             f"  {study:14s} {runs:4d} runs in {len(mine):3d} groups, {done:4d} stored, "
             f"~{left_s / 60:.0f} min left"
         )
     lines.append(
-        f"  total          {n_runs(us):4d} runs, ~{total_left / 3600:.1f} h left at "
-        f"{plan.seconds_per_step * plan.steps:.0f} s per synthetic run (one process)"
+        f"  total          {n_runs(us):4d} runs, ~{total_left / 3600:.1f} h left for one process at "
+        f"{seconds['synthetic']:.0f} s per synthetic run, {seconds['camvid']:.0f} s per CamVid run"
     )
     return "\n".join(lines)
 
@@ -627,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     trained = 0
     for unit in _shard([u for u in us if u.study != "lr"] or us, args.shard):
-        for ready in resolve(plan, unit, args.results_dir):
+        for ready in resolve(plan, unit, args.results_dir, runs_dir / "locks"):
             trained += train_unit(plan, ready, args.results_dir, runs_dir, prov)
             if args.max_runs is not None and trained >= args.max_runs:
                 print(f"stopped after {trained} runs (--max-runs)")
@@ -637,20 +666,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _spawn(args: argparse.Namespace, argv: Sequence[str], us: Sequence[Unit], plan: Plan) -> int:
-    """``--jobs N``: first the learning-rate searches, then everything else, each over N workers."""
+    """``--jobs N``: N workers, worker i taking groups i, i + N, ... of the ordered plan (the most important
+    groups run first on every worker); learning-rate searches are shared through lock files."""
     base, skip = [], False
     for a in argv:  # drop "--jobs N" / "--jobs=N"
         if not skip and not a.startswith("--jobs"):
             base.append(a)
         skip = a == "--jobs"
-    rc = 0
-    for phase in (["--only", "lr"], []):  # all searches first: two workers never search the same loss
-        procs = [
-            subprocess.Popen([sys.executable, __file__, *base, *phase, "--shard", f"{i}/{args.jobs}"])
-            for i in range(args.jobs)
-        ]
-        rc = max([rc, *(p.wait() for p in procs)])
-    return rc
+    procs = [
+        subprocess.Popen([sys.executable, __file__, *base, "--shard", f"{i}/{args.jobs}"])
+        for i in range(args.jobs)
+    ]
+    return max(p.wait() for p in procs)
 
 
 if __name__ == "__main__":
