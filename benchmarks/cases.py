@@ -20,6 +20,7 @@ from benchmarks import baselines
 from iou_lib import metrics
 from iou_lib.data.synthetic import blob_masks
 from iou_lib.losses import lovasz_hinge, lovasz_softmax, soft_dice, soft_iou, tversky
+from iou_lib.validation import value_checks
 
 FG_FRACTION = 0.35
 LATE_MARGIN = {"binary": 4.0, "multiclass": 6.0}
@@ -117,10 +118,26 @@ def _float_channel(t: Tensor) -> Tensor:
     return t.unsqueeze(1).float()
 
 
+def without_checks(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """``fn`` with the value checks switched off (what the default checks cost is the difference)."""
+
+    def call(logits: Tensor, target: Tensor) -> Tensor:
+        with value_checks(False):
+            return fn(logits, target)
+
+    return call
+
+
+SOFT_IOU = functools.partial(soft_iou, per_image=True, empty="raw")
+CHECKS_OFF = "iou_lib.soft_iou (value checks off)"
+
+
 def _region_impls() -> tuple[list[Impl], list[Impl], list[Impl]]:
-    """Our soft IoU, soft Dice and Tversky (per image, MONAI's empty-image rule) and their baselines."""
+    """Our soft IoU (with and without its default value checks), soft Dice and Tversky (per image, MONAI's
+    empty-image rule) and their baselines."""
     iou = [
-        Impl("iou_lib.soft_iou", "iou_lib", functools.partial(soft_iou, per_image=True, empty="raw")),
+        Impl("iou_lib.soft_iou", "iou_lib", SOFT_IOU),
+        Impl(CHECKS_OFF, "iou_lib", without_checks(SOFT_IOU), equals="iou_lib.soft_iou", rtol=0, atol=0),
         Impl(
             "baseline.soft_iou_autograd", "baseline", baselines.soft_iou_autograd, equals="iou_lib.soft_iou"
         ),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from benchmarks.cases import CHECKS_OFF
+
 HINGE_CASE = "8x1x256x256"
 SOFTMAX_CASE = "8x21x128x128"
 
@@ -75,6 +77,18 @@ def evaluate_targets(rows: list[dict], quick: bool = False) -> list[dict]:
             )
         if row["impl"] == "iou_lib.lovasz_softmax" and (quick or row["case"].startswith(SOFTMAX_CASE)):
             add("lovasz_softmax speed-up over the per-class loop", row, "vs_baseline", 5.0, speedup=True)
+    for row in rows:
+        if row["impl"] != CHECKS_OFF:
+            continue
+        checked = _find(rows, row["group"], row["case"], "iou_lib.soft_iou", row["task"])
+        ratio = {"checks_ratio": checked["median_ms"] / row["median_ms"]}
+        ratio["checks_ratio_min"] = checked["min_ms"] / row["min_ms"]
+        add(
+            "iou_lib.soft_iou default value checks: time / checks off (<= 1.10)",
+            dict(row, **ratio),
+            "checks_ratio",
+            1.1,
+        )
     for row in rows:
         if row["role"] != "ours":
             continue

@@ -4,7 +4,8 @@ For every case (shape x logit regime) and group, the runner first checks that ea
 reproduces the value it claims to (``Impl.equals``; an ``AssertionError`` stops the run), then times
 forward + backward of all of them interleaved, then measures their peak memory. It also times one
 training step of a small U-Net with several losses (the loss's share of the step) and profiles our
-Lovász losses (where the time goes). Results go to ``results.json`` and ``results.md`` in ``--out``.
+Lovász losses (where the time goes). Results go to ``results.json`` and ``results.md`` in ``--out``;
+``--snapshot`` also writes them into ``benchmarks/RESULTS.md`` and the README's Benchmarks table.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import report
+from benchmarks import report, snapshot
 from benchmarks.baselines import lovasz_hinge_loop
 from benchmarks.cases import Case, Group, groups_for, make_inputs, peer_status
 from benchmarks.measure import loss_call, peak_memory_bytes, summary, time_interleaved, top_ops
@@ -34,6 +35,8 @@ FULL = {
 CUDA_EXTRA = {"binary": [(32, 1, 512, 512)], "multiclass": [(16, 21, 256, 256)]}
 QUICK = {"binary": [(2, 1, 64, 64)], "multiclass": [(2, 5, 32, 32)]}
 REGIMES = ("random", "late")
+SNAPSHOT = Path(__file__).parent / "RESULTS.md"
+README = Path(__file__).parent.parent / "README.md"
 
 
 def check_values(group: Group, values: dict[str, float], case: Case) -> None:
@@ -159,12 +162,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step share")
     parser.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="also write the run into benchmarks/RESULTS.md and the README's Benchmarks table",
+    )
+    parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
         help="CPU timer: wall clock (default) or process CPU time (steadier on a shared machine, 1 thread)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.snapshot and args.quick:
+        parser.error("--snapshot writes the committed results: run it without --quick")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
         (args.out / "results.md").write_text(report.markdown(results))
         print(f"[benchmarks] wrote {args.out / 'results.md'} and results.json", flush=True)
+        if args.snapshot:
+            snapshot.write(results, SNAPSHOT, README)
+            print(f"[benchmarks] wrote {SNAPSHOT} and the Benchmarks table of {README}", flush=True)
     finally:
         torch.set_num_threads(previous_threads)
     return 0

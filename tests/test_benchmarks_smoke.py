@@ -2,9 +2,13 @@
 
 import json
 
+import pytest
 import torch
 
+from benchmarks import snapshot
 from benchmarks.run import main
+
+QUICK_CASE = {"binary": "2x1x64x64 random", "multiclass": "2x5x32x32 random"}
 
 
 def test_quick_benchmark_runs_and_reports(tmp_path):
@@ -23,3 +27,28 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     assert results["train_share"]["losses"]["iou_lib.lovasz_hinge"]["share"] > 0
     text = (tmp_path / "results.md").read_text()
     assert "## binary: lovasz_hinge" in text and "## Targets" in text and "Where the time goes" in text
+
+
+def test_snapshot_writes_between_markers_and_keeps_the_rest(tmp_path, monkeypatch):
+    assert main(["--quick", "--out", str(tmp_path), "--threads", "1", "--no-train"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    quick = [(g, t, c, c.split()[1]) for g, t, c, _ in snapshot.README_ROWS for c in [QUICK_CASE[t]]]
+    monkeypatch.setattr(snapshot, "README_ROWS", quick)
+    results_md, readme = tmp_path / "RESULTS.md", tmp_path / "README.md"
+    results_md.write_text(
+        "# Snapshot\n\n<!-- losses:start -->\nold\n<!-- losses:end -->\n\n## Training\n\nkept\n"
+    )
+    readme.write_text(
+        "## Benchmarks\n\nintro\n<!-- benchmarks:start -->\nold\n<!-- benchmarks:end -->\n\nafter\n"
+    )
+    snapshot.write(results, results_md, readme)
+    text = results_md.read_text()
+    assert "old" not in text and text.endswith("## Training\n\nkept\n") and "## binary: soft_iou" in text
+    assert "python -m benchmarks --snapshot" in text and "lovasz_hinge speed-up" in text
+    table = readme.read_text()
+    assert table.startswith("## Benchmarks\n\nintro\n<!-- benchmarks:start -->\n| loss, shape |")
+    assert table.endswith("<!-- benchmarks:end -->\n\nafter\n") and "old" not in table
+    row = next(line for line in table.splitlines() if line.startswith("| `soft_iou`, 2x1x64x64"))
+    assert row.count(" ms") == 4  # ours, checks off, plain autograd, fastest peer
+    with pytest.raises(SystemExit):
+        main(["--quick", "--snapshot"])  # a smoke run never overwrites the committed snapshot
