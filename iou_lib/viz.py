@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from matplotlib.colors import ListedColormap
+from matplotlib.colors import ListedColormap, SymLogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torch import Tensor
@@ -205,10 +205,11 @@ def gradient_fields(
     ``grads`` maps a loss name to its gradient field for a batch (``(B, 1, H, W)`` or ``(B, H, W)``);
     one column per loss and one row per image (``transpose=True`` swaps them). Every field is divided
     by its loss's mean :math:`|\partial L/\partial z|` (:func:`normalise_fields`), so all panels share
-    one symmetric colour scale, shown by the colorbar: red raises the logit (towards foreground), blue
-    lowers it, white is no push. ``scale`` fixes the colour limit (default: the 99.5th percentile of
-    the normalised magnitudes). Each title gives the image's foreground share of the gradient mass;
-    the target outline is black. With ``probs`` an extra first panel per image shows the prediction.
+    one symmetric colour scale, shown by the colorbar (linear up to one mean push, logarithmic beyond):
+    red raises the logit (towards foreground), blue lowers it, white is no push. ``scale`` fixes the
+    colour limit (default: the 99.5th percentile of the normalised magnitudes). Each title gives the
+    image's foreground share of the gradient mass; the target outline is black. With ``probs`` an extra
+    first panel per image shows the prediction.
     """
     if not grads:
         raise ValueError("grads must name at least one loss")
@@ -221,6 +222,9 @@ def gradient_fields(
         raise ValueError(f"image_labels must have one entry per image ({len(t)}), got {len(image_labels)}")
     fields, limit = normalise_fields(raw)
     limit = limit if scale is None else float(scale)
+    # Linear within one mean push, logarithmic beyond: a loss that spreads its push evenly and one that
+    # concentrates it on a few pixels both stay visible on the one scale.
+    norm = SymLogNorm(linthresh=min(1.0, limit), linscale=1.0, vmin=-limit, vmax=limit, base=10)
     p = None if probs is None else _images(probs, "probs")
     panels = [("prediction p", None)] * (p is not None) + list(fields.items())
     shape = (len(panels), len(t)) if transpose else (len(t), len(panels))
@@ -234,9 +238,7 @@ def gradient_fields(
                 ax.imshow(p[r], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
                 title = name
             else:
-                field_image = ax.imshow(
-                    -g[r], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest"
-                )
+                field_image = ax.imshow(-g[r], cmap="RdBu_r", norm=norm, interpolation="nearest")
                 a = np.abs(raw[name][r])
                 share = f"fg share {a[fg].sum() / a.sum():.0%}" if a.sum() > 0 else "no gradient"
                 title = f"{name}\n{share}"
@@ -305,7 +307,14 @@ def probability_histograms(
                 fontsize=8,
             )
         ax.set(yscale="log", xlim=(0, 1), xlabel="predicted probability p", ylabel="pixels", title=name)
-    axes.flat[0].legend(fontsize=8, loc="upper center")
+        ax.set_ylim(bottom=0.7)
+    fig.legend(
+        *axes.flat[0].get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=2,
+        fontsize=8,
+        frameon=False,
+    )
     return _done(fig)
 
 
