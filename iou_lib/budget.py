@@ -335,7 +335,7 @@ def notebook_times(path: str | Path = NOTEBOOK_TIMES) -> pd.DataFrame:
     times = json.loads(Path(path).read_text(encoding="utf-8"))
     names = sorted({name for runs in times.values() for name in runs})
     table = pd.DataFrame(
-        {profile: [describe_time(runs.get(name)) for name in names] for profile, runs in times.items()},
+        {p: [describe_time(times[p].get(name)) for name in names] for p in _config.PROFILES if p in times},
         index=pd.Index(names, name="notebook"),
     )
     return table
