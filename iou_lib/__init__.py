@@ -1,7 +1,10 @@
 """iou_lib: IoU (Jaccard) metrics and IoU-optimizing losses for segmentation, and the workbook's engine.
 
-The core (``iou_lib.metrics``, ``iou_lib.losses``, ``iou_lib.relax``) depends on torch only. Drawing
-(``iou_lib.viz``) and widgets (``iou_lib.widgets``) are imported on demand.
+The core (``iou_lib.metrics``, ``iou_lib.losses``, ``iou_lib.relax``) depends on torch and numpy only
+(``pip install .``); the training engine, drawing (``iou_lib.viz``) and widgets (``iou_lib.widgets``)
+need the ``book`` extra (``pip install ".[book]"``) and are imported on demand. Every loss and metric
+takes ``mode``, ``reduction`` (losses) and ``validate_args``; see the README section "Using iou_lib in your
+own training loop".
 """
 
 from iou_lib.validation import set_value_checks, value_checks

@@ -41,12 +41,12 @@ __all__ = [
 
 
 def soft_intersection(p: Tensor, y: Tensor) -> Tensor:
-    r""":math:`I = \sum_v p_v y_v` over the last dimension."""
+    r""":math:`I = \sum_v p_v y_v` over the last dimension (derived in notebook 02, section 1)."""
     return (p * y).sum(-1)
 
 
 def soft_union(p: Tensor, y: Tensor) -> Tensor:
-    r""":math:`U = \sum_v (p_v + y_v - p_v y_v)` over the last dimension."""
+    r""":math:`U = \sum_v (p_v + y_v - p_v y_v)` over the last dimension (notebook 02, section 1)."""
     return (p + y - p * y).sum(-1)
 
 
@@ -58,7 +58,8 @@ def soft_iou_grad(p: Tensor, y: Tensor) -> Tensor:
         \frac{\partial L}{\partial p_v} = \frac{I (1 - y_v) - U y_v}{U^2}
         = \begin{cases} -1/U & y_v = 1 \\ I/U^2 & y_v = 0 \end{cases}
 
-    Same shape as ``p``; leading dimensions are independent batches (one ``I``, ``U`` per row).
+    Same shape as ``p``; leading dimensions are independent batches (one ``I``, ``U`` per row). Derived
+    step by step in notebook 02, section 3; :class:`iou_lib.losses.soft_iou.SoftIoURatio` applies it.
 
     >>> import torch
     >>> soft_iou_grad(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]))  # I = 0.5, U = 1.5
@@ -76,7 +77,7 @@ def jaccard_set_loss(wrong: Tensor, target: Tensor) -> Tensor:
 
     which is :math:`1 - \mathrm{IoU}` of the prediction that gets exactly the pixels in ``M`` wrong (the
     target with ``M`` flipped). ``wrong`` is a boolean (or 0/1) mask of the shape of ``target``; with no
-    error it is 0, including when the target is empty.
+    error it is 0, including when the target is empty. Introduced in notebook 04, section 1.
 
     >>> import torch
     >>> jaccard_set_loss(torch.tensor([True, False, False]), torch.tensor([1, 1, 0])).item()
@@ -95,7 +96,7 @@ def lovasz_extension(errors: Tensor, set_function: Callable[[Tensor], Tensor | f
     :math:`m_{\pi_i}(\Delta(\{\pi_1..\pi_i\}) - \Delta(\{\pi_1..\pi_{i-1}\}))`, calling ``set_function``
     on each boolean prefix mask (``N + 1`` calls: a reference, not a training loss). Differentiable in
     ``errors``. For a 0/1 vector ``m`` it equals ``set_function(m.bool())`` when the set function is 0 on the
-    empty set.
+    empty set. Derived in notebook 04, sections 2 and 3 (Algorithm 1).
 
     >>> import torch
     >>> lovasz_extension(torch.tensor([0.5, 2.0]), lambda s: float(s.any()))  # max for "any" = 2.0
