@@ -206,7 +206,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="cosine: linear warm-up, then cosine decay to 0 (the default); constant: --lr throughout",
     )
     m.add_argument(
-        "--warmup-steps", type=_non_negative, help="steps of linear warm-up (default: 5 %% of --steps)"
+        "--warmup-steps",
+        type=_non_negative,
+        help="steps of linear warm-up (default: 5 %% of the steps for cosine, 0 for constant)",
     )
     m.add_argument(
         "--eval-every",

@@ -217,7 +217,11 @@ class FolderSegmentation(InMemorySegmentation):
         bad = sorted(values - set(range(max(num_classes, 2))))
         if bad:
             what = "0/1 or 0/255" if num_classes == 1 else f"class indices 0..{num_classes - 1}"
-            also = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+            also = (
+                f" or ignore_index={ignore_index}"
+                if ignore_index is not None
+                else " (mark a value to ignore with ignore_index, --ignore-index)"
+            )
             raise ValueError(f"mask {path} has values {bad[:5]} out of range: expected {what}{also}")
         if num_classes == 1 and ignore_index is not None:
             m = np.where(valid, m, BINARY_IGNORE)
