@@ -53,10 +53,11 @@ def _check_class_weights(value: object, name: str) -> None:
 
 
 def _check_focal_alpha(value: object) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        _check_class_weights(value, "alpha")
-    elif value is not None:
+    """A scalar >= 0 (binary focal also needs <= 1, checked at call time) or per-class weights."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         check_real(value, "alpha")
+    else:
+        _check_class_weights(value, "alpha")
 
 
 def _sigmoid_inputs(logits: Tensor, target: Tensor, mode: object) -> tuple[Tensor, Tensor, torch.Size]:
@@ -156,11 +157,9 @@ def weighted_bce(
         return _reduce_pixels(terms, reduction, shape)
 
 
-def _checked_weight(value: object) -> None:
-    _check_class_weights(value, "weight")
-
-
-@register("cross_entropy", modes=("multiclass",), checks={"weight": _checked_weight})
+@register(
+    "cross_entropy", modes=("multiclass",), checks={"weight": lambda v: _check_class_weights(v, "weight")}
+)
 def cross_entropy(
     logits: Tensor,
     target: Tensor,

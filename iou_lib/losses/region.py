@@ -245,7 +245,10 @@ def _validated(
     """``(z, y, valid, index)``: logits ``(B, C, N)``; ``y`` class indices ``(B, N)`` when ``index``,
     else probabilities-to-match ``(B, C, N)``; ``valid`` ``(B, N)`` or None."""
     if mode == "multiclass":
-        if soft_target and target.is_floating_point() and target.shape == logits.shape and logits.dim() >= 3:
+        probabilities = (
+            isinstance(target, Tensor) and target.is_floating_point() and target.shape == logits.shape
+        )
+        if soft_target and probabilities and logits.dim() >= 3:
             if ignore_index is not None:
                 raise ValueError("ignore_index applies to index targets only, not to a probability target")
             z, y = probability_inputs(logits, target)
