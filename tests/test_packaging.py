@@ -131,7 +131,8 @@ def test_the_core_installs_alone_into_a_fresh_venv(tmp_path):
         pytest.skip("venv layout without bin/python (not a POSIX platform)")
     shared = tmp_path / "torch_only"
     shared.mkdir()
-    for dist_name in _distribution_closure(["torch", "numpy"]):
+    # setuptools: the build backend, for the --no-build-isolation install below (not a runtime need)
+    for dist_name in _distribution_closure(["torch", "numpy", "setuptools"]):
         dist = importlib.metadata.distribution(dist_name)
         for top in {Path(f).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
             link, source = shared / top, Path(dist.locate_file(top))

@@ -43,7 +43,8 @@ hinge): false positives on an empty image are penalised, through the most confid
 softmax) and averages over images: the surrogate of the per-image IoU (mIoU^I). ``per_image=False``
 treats the whole batch as one image: the surrogate of the batch's pooled IoU (mIoU^D of the batch).
 Images with no valid pixel (everything ``ignore_index``) are left out of the average; a batch with no
-valid pixel gives a loss of 0 with a zero gradient.
+valid pixel gives a loss of 0 with a zero gradient. The hinge with ``mode="multilabel"`` computes one
+extension per (image, channel), or per channel over the batch, in the same single sort.
 
 NaN logits are rejected by the value checks (:mod:`iou_lib.validation`); with the checks switched off
 a NaN propagates to the loss instead of being dropped by the sort.
