@@ -1,6 +1,6 @@
 """Grids of runs (losses x foreground fractions x seeds) and their results table with confidence intervals.
 
-:func:`run_grid` trains every combination with :func:`iou_lib.train.fit`, one folder per run under
+:func:`run_grid` trains every combination (the seeds of one configuration together), one folder per run under
 ``out_dir``; a run whose ``summary.json`` exists is not redone (an interrupted one resumes from its
 checkpoint), so a sweep can be stopped and restarted. The combined tidy table goes to
 ``out_dir/results.csv`` (atomically). :func:`summarize` (defined in :mod:`iou_lib.stats`, re-exported
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from typing import Any
 import pandas as pd
 
 from iou_lib.stats import student_t_quantile, summarize  # re-exported: moved to iou_lib.stats
-from iou_lib.train import RESULT_FIELDS, FitResult, TrainConfig, fit, loss_names, write_rows
+from iou_lib.train import RESULT_FIELDS, TrainConfig, loss_names, write_rows
+from iou_lib.train.engine import fit_group
 
 __all__ = ["grid_configs", "load_results", "run_grid", "student_t_quantile", "summarize"]
 
@@ -76,21 +78,36 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
 
 
 def run_grid(
-    configs: Sequence[TrainConfig], out_dir: str | Path, on_done: Any = None, progress: bool = True
+    configs: Sequence[TrainConfig],
+    out_dir: str | Path,
+    on_done: Any = None,
+    progress: bool = True,
+    seeds_together: bool = True,
 ) -> pd.DataFrame:
     """Run ``configs`` (skipping finished ones) and write the combined ``out_dir/results.csv``.
 
-    ``on_done(config, result_or_None)`` is called after each run (``None`` when it was skipped);
-    ``progress=False`` turns the runs' progress bars off.
+    With ``seeds_together`` the unstarted runs that differ only in seed are trained as one group
+    (:func:`iou_lib.train.engine.fit_group`: one grouped network, each seed its own data, numbers and
+    folder); runs with a checkpoint resume one at a time. ``on_done(config, result_or_None)`` is called
+    after each run (``None`` when it was skipped); ``progress=False`` turns the progress bars off.
     """
+    todo: dict[str, list[TrainConfig]] = {}
     for cfg in configs:
         if cfg.out_dir is None:
             raise ValueError(f"grid run {cfg.name} has no out_dir")
-        result: FitResult | None = None
-        if not (Path(cfg.out_dir) / "summary.json").exists():
-            result = fit(cfg if progress else dataclasses.replace(cfg, progress=False))
-        if on_done is not None:
-            on_done(cfg, result)
+        cfg = cfg if progress else dataclasses.replace(cfg, progress=False)
+        folder = Path(cfg.out_dir)
+        if (folder / "summary.json").exists():
+            if on_done is not None:
+                on_done(cfg, None)
+            continue
+        fresh = seeds_together and not (folder / "checkpoint.pt").exists()
+        same = dataclasses.replace(cfg, seed=0, out_dir=None, run_name=None).to_dict()
+        todo.setdefault(json.dumps(same) if fresh else cfg.name, []).append(cfg)
+    for group in todo.values():
+        for cfg, result in zip(group, fit_group(group), strict=True):
+            if on_done is not None:
+                on_done(cfg, result)
     table = load_results(out_dir)
     write_rows(Path(out_dir) / "results.csv", table.to_dict("records"))
     return table

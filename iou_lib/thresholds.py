@@ -124,7 +124,7 @@ class ThresholdHistogram:
         if self.hist is None:
             self._init(logits.device)
         b = logits.shape[0]
-        z = logits.detach().float().reshape(b, -1)
+        z = logits.detach().float().reshape(b, -1).contiguous()
         fg = target.reshape(b, -1) == 1
         bins = torch.bucketize(z, self.edges)  # number of thresholds strictly below each logit
         key = (torch.arange(b, device=z.device)[:, None] * 2 + fg.long()) * (self.t + 1) + bins

@@ -139,12 +139,12 @@ def test_best_validation_weights_are_the_result(monkeypatch):
     seen = []
     real = engine.evaluate_split
 
-    def scripted(run, ds, val_threshold=None):
-        out = real(run, ds, val_threshold)
+    def scripted(run, split, val_thresholds=None):
+        out = real(run, split, val_thresholds)
         fingerprint = sum(float(p.detach().double().sum()) for p in run.model.parameters())
-        if ds is run.data[1]:  # validation: IoU peaks at the 3rd pass (step 6)
+        if split == 1:  # validation: IoU peaks at the 3rd pass (step 6)
             seen.append(fingerprint)
-            out["miou_d@tuned"] = [0.1, 0.2, 0.9, 0.3, 0.4][len(seen) - 1]
+            out[0]["miou_d@tuned"] = [0.1, 0.2, 0.9, 0.3, 0.4][len(seen) - 1]
         else:
             seen.append(("test", fingerprint))
         return out
@@ -153,19 +153,48 @@ def test_best_validation_weights_are_the_result(monkeypatch):
     res = fit(TrainConfig(TINY, steps=10, eval_every=2, width=4, progress=False))
     assert res.summary["best_step"] == 6 and res.summary["val"]["miou_d@tuned"] == 0.9
     assert seen[-1] == ("test", seen[2]) != ("test", seen[4])  # tested at the step-6 weights
-    assert sum(float(p.double().sum()) for p in res.model.parameters()) == seen[2]
+    assert sum(float(p.detach().double().sum()) for p in res.model.parameters()) == seen[2]
 
 
 def test_select_keeps_the_first_best_and_ignores_nan():
     model = torch.nn.Linear(2, 1)
     best = engine.Best()
-    assert engine.select(best, 1, {"miou_d": 0.1, "miou_d@tuned": math.nan}, model) is False
-    assert engine.select(best, 2, {"miou_d": 0.1, "miou_d@tuned": 0.5}, model) is True
+    assert engine.select(best, 1, {"miou_d": 0.1, "miou_d@tuned": math.nan}, model.state_dict()) is False
+    assert engine.select(best, 2, {"miou_d": 0.1, "miou_d@tuned": 0.5}, model.state_dict()) is True
     with torch.no_grad():
         model.weight.add_(1)
-    assert engine.select(best, 3, {"miou_d": 0.2, "miou_d@tuned": 0.5}, model) is False  # a tie
+    assert engine.select(best, 3, {"miou_d": 0.2, "miou_d@tuned": 0.5}, model.state_dict()) is False  # a tie
     assert best.step == 2 and not torch.equal(best.state["weight"], model.weight)
-    assert engine.select(best, 4, {"miou_d": 0.6}, model) is True  # multi-class: miou_d
+    assert engine.select(best, 4, {"miou_d": 0.6}, model.state_dict()) is True  # multi-class: miou_d
+
+
+def test_seeds_trained_together_match_separate_runs(tmp_path):
+    """fit_group trains 2 seeds as one grouped network: each run's numbers are its single run's (up to
+    float rounding of grouped convolutions), and each folder holds a single run's checkpoint."""
+    cfgs = [
+        TrainConfig(
+            TINY, steps=6, eval_every=3, width=4, seed=s, progress=False, out_dir=str(tmp_path / f"s{s}")
+        )
+        for s in (0, 1)
+    ]
+    together = engine.fit_group(cfgs)
+    for cfg, res in zip(cfgs, together, strict=True):
+        alone = fit(dataclasses.replace(cfg, out_dir=None))
+        a, b = (
+            dict(((r["split"], r["step"], r["metric"]), r["value"]) for r in x.rows) for x in (res, alone)
+        )
+        assert a.keys() == b.keys()
+        for key in a:
+            if key[2] not in ("images_per_s", "threshold@tuned", "threshold@val"):
+                assert a[key] == pytest.approx(b[key], abs=2e-3, nan_ok=True), key
+        assert res.summary["seeds_together"] == 2 and res.summary["best_step"] == alone.summary["best_step"]
+        # the checkpoint is a single run's: fit(cfg) alone finds the run finished and only re-tests it
+        again = fit(cfg)
+        assert again.summary["steps"] == 6 and again.summary["test"]["miou_d"] == pytest.approx(
+            res.summary["test"]["miou_d"], abs=1e-5
+        )
+    with pytest.raises(ValueError, match="differ in more than seed and out_dir"):
+        engine.fit_group([cfgs[0], dataclasses.replace(cfgs[1], lr=1e-3)])
 
 
 def test_device_that_is_missing_is_a_clear_error():
@@ -297,3 +326,19 @@ def test_cuda_bf16_run_learns_like_cpu():
     loss = [v for _, v in _rows(res, "train", "loss")]
     assert all(map(math.isfinite, loss)) and loss[-1] < 0.6 * loss[0]
     assert res.summary["test"]["miou_d"] > 0.5, res.summary
+
+
+def test_run_grid_trains_seeds_together_and_skips_finished_runs(tmp_path):
+    from iou_lib.experiments import grid_configs, run_grid
+
+    base = TrainConfig(TINY, steps=4, eval_every=2, width=4, progress=False)
+    cfgs = grid_configs(base, ["bce", "soft_iou"], None, [0, 1], tmp_path)
+    done = []
+    table = run_grid(
+        cfgs, tmp_path, on_done=lambda c, r: done.append((c.name, r and r.summary["seeds_together"]))
+    )
+    assert sorted(done) == sorted((c.name, 2) for c in cfgs)  # two groups of two seeds
+    assert set(table["run"]) == {c.name for c in cfgs} and "step" in table
+    done.clear()
+    run_grid(cfgs, tmp_path, on_done=lambda c, r: done.append(r))
+    assert done == [None] * 4

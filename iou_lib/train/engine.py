@@ -1,11 +1,17 @@
 """``fit(config)``: set-up, training steps, validation, selection of the best weights, writing.
 
-:func:`fit` is the short loop at the end of this module; each step it calls is a function of its own:
-:func:`setup` (data, model, optimizer, budget, resume), :func:`train_step` (one optimizer step),
+:func:`fit_group` is the short loop at the end of this module; each step it calls is a function of its
+own: :func:`setup` (data, model, optimizer, budget, resume), :func:`train_step` (one optimizer step),
 :func:`train_until` (steps up to the next validation point), :func:`evaluate_split`, :func:`select`
 (keep the weights with the best validation IoU at its tuned threshold), :func:`write_progress`
 (checkpoint and results) and :func:`finish` (test metrics at the selected weights, collapse check,
 summary).
+
+**Seeds together.** :func:`fit_group` trains the runs of several configs that differ only in ``seed``
+(and output folder) as one ``groups=S`` network (:mod:`iou_lib.models`: S independent networks, one
+kernel per layer): each seed keeps its own data, initialisation, batch order, optimizer state (Adam is
+element-wise), best weights and output folder, and its checkpoint is that of a single run (a group
+interrupted in the middle may be resumed seed by seed). :func:`fit` is a group of one.
 """
 
 from __future__ import annotations
@@ -25,17 +31,19 @@ from tqdm.auto import tqdm
 from iou_lib.data import load_splits
 from iou_lib.data.base import InMemorySegmentation
 from iou_lib.data.transforms import augment
-from iou_lib.models import build_model
+from iou_lib.models import build_model, stack_states, unstack_state
 from iou_lib.train import files
 from iou_lib.train.config import OPTIMIZERS, Budget, TrainConfig
-from iou_lib.train.evaluation import collapse_hint, evaluate
+from iou_lib.train.evaluation import collapse_hint, evaluate_groups
 from iou_lib.train.objective import build_loss, loss_inputs
 from iou_lib.train.runtime import Dist, autocast, batches, init_distributed, select_device, to_device
 from iou_lib.validation import value_checks
 
 __all__ = [
     "FitResult",
+    "Member",
     "Run",
+    "fit_group",
     "evaluate_split",
     "finish",
     "fit",
@@ -77,31 +85,18 @@ class Best:
 
 
 @dataclasses.dataclass
-class Run:
-    """Everything :func:`setup` prepares and the later steps share."""
+class Member:
+    """One run (seed) of a group: its config, data, output folder, rows and best weights."""
 
     config: TrainConfig
-    budget: Budget
-    dist: Dist
-    device: torch.device
-    amp: bool
     out: Path | None
     data: tuple[InMemorySegmentation, InMemorySegmentation, InMemorySegmentation]
-    model: nn.Module
-    net: nn.Module  # the model as trained: DDP-wrapped and/or compiled
-    optimizer: torch.optim.Optimizer
-    loss_fns: dict[str, nn.Module]
     sampler: DistributedSampler
     ident: dict[str, Any]
+    resume: bool
     rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    step: int = 0
     best: Best = dataclasses.field(default_factory=Best)
-    wall_s: float = 0.0  # of earlier (interrupted) processes of this run
-    _epoch_order: tuple[int, list[int]] = (-1, [])
-
-    @property
-    def binary(self) -> bool:
-        return self.data[0].num_classes == 1
+    epoch_order: tuple[int, list[int]] = (-1, [])
 
     def add_rows(self, split: str, step: int, metrics: dict[str, float]) -> None:
         self.rows.extend(
@@ -109,11 +104,50 @@ class Run:
         )
 
 
+@dataclasses.dataclass
+class Run:
+    """Everything :func:`setup` prepares and the later steps share: the members (seeds), the one
+    (``groups=S``) model and its optimizer, the budget and the step."""
+
+    members: list[Member]
+    budget: Budget
+    dist: Dist
+    device: torch.device
+    amp: bool
+    model: nn.Module
+    net: nn.Module  # the model as trained: DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    loss_fn: dict[str, nn.Module]
+    step: int = 0
+    wall_s: float = 0.0  # of earlier (interrupted) processes of this run
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.members[0].config
+
+    @property
+    def groups(self) -> int:
+        return len(self.members)
+
+    @property
+    def num_classes(self) -> int:
+        return self.members[0].data[0].num_classes
+
+
 # ------------------------------------------------------------------------------------------------ set-up
-def setup(config: TrainConfig) -> Run:
-    """Data, model, optimizer and budget of a run; its state restored from ``out_dir`` when resuming."""
-    d = init_distributed(config.device)
-    device = select_device(config.device, d)
+_SEED_FIELDS = ("seed", "out_dir", "run_name", "progress")
+
+
+def _check_group(configs: list[TrainConfig]) -> None:
+    if not configs:
+        raise ValueError("fit_group needs at least one config")
+    strip = lambda c: {k: v for k, v in c.to_dict().items() if k not in _SEED_FIELDS}  # noqa: E731
+    for c in configs[1:]:
+        if strip(c) != strip(configs[0]):
+            raise ValueError(f"runs {configs[0].name} and {c.name} differ in more than seed and out_dir")
+
+
+def _member(config: TrainConfig, d: Dist, device: torch.device) -> Member:
     out = Path(config.out_dir) if config.out_dir else None
     resume = False
     if out is not None:
@@ -121,46 +155,16 @@ def setup(config: TrainConfig) -> Run:
         if d.main:
             files.remove_stale_tmp(out)
     train_ds, val_ds, test_ds = load_splits(config.data, seed=config.seed)
-    budget = config.budget(len(train_ds), d.world)
     if device.type == "cuda":  # keep the (uint8) data on the GPU: no per-batch host->device copies
         for ds in (train_ds, val_ds, test_ds):
             ds.images, ds.labels = ds.images.to(device), ds.labels.to(device)
-
-    num_classes, ignore = train_ds.num_classes, train_ds.ignore_index
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, 3, num_classes, config.width, config.depth, config.norm).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    optimizer = OPTIMIZERS[config.optimizer](
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    loss_fns = {spec: build_loss(spec, config.loss_options, num_classes, ignore) for spec, _ in budget.phases}
-    net: nn.Module = model
-    if d.world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if config.compile:
-        net = torch.compile(net)
     data = config.data
-    fg = (
-        data.fg_frac
-        if data.kind == "synthetic"
-        else (train_ds.foreground_fraction() if num_classes == 1 else "")
-    )
-    run = Run(
+    binary = train_ds.num_classes == 1
+    fg = data.fg_frac if data.kind == "synthetic" else (train_ds.foreground_fraction() if binary else "")
+    return Member(
         config=config,
-        budget=budget,
-        dist=d,
-        device=device,
-        amp=device.type == "cuda" if config.amp is None else config.amp,
         out=out,
         data=(train_ds, val_ds, test_ds),
-        model=model,
-        net=net,
-        optimizer=optimizer,
-        loss_fns=loss_fns,
         sampler=DistributedSampler(
             train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.seed, drop_last=True
         ),
@@ -173,108 +177,206 @@ def setup(config: TrainConfig) -> Run:
             "model": config.model,
             "seed": config.seed,
         },
+        resume=resume,
     )
-    if resume:
-        _restore(run, torch.load(out / "checkpoint.pt", map_location=device, weights_only=False))
-    if out is not None and d.main:
-        files.write_json(out / "config.json", {**config.to_dict(), "budget": budget.to_dict()})
+
+
+def setup(configs: list[TrainConfig]) -> Run:
+    """Data, model, optimizer and budget of a group of runs; their state restored when resuming."""
+    _check_group(configs)
+    config = configs[0]
+    d = init_distributed(config.device)
+    if d.world > 1 and len(configs) > 1:
+        raise ValueError("under torchrun (DDP) runs are trained one at a time, not as a group of seeds")
+    device = select_device(config.device, d)
+    members = [_member(c, d, device) for c in configs]
+    if any(len({len(m.data[i]) for m in members}) > 1 for i in range(3)):
+        raise ValueError("the seeds of a group need splits of equal sizes")
+    budget = config.budget(len(members[0].data[0]), d.world)
+    num_classes, ignore = members[0].data[0].num_classes, members[0].data[0].ignore_index
+    states = []
+    for c in configs:  # each seed's initialisation is that of its single run
+        torch.manual_seed(c.seed)
+        states.append(build_model(c.model, 3, num_classes, c.width, c.depth, c.norm).state_dict())
+    model = build_model(config.model, 3, num_classes, config.width, config.depth, config.norm, len(configs))
+    model.load_state_dict(stack_states(states))
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    optimizer = OPTIMIZERS[config.optimizer](
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    loss_fn = {spec: build_loss(spec, config.loss_options, num_classes, ignore) for spec, _ in budget.phases}
+    net: nn.Module = model
+    if d.world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        net = torch.compile(net)
+    amp = device.type == "cuda" if config.amp is None else config.amp
+    run = Run(members, budget, d, device, amp, model, net, optimizer, loss_fn)
+    _restore(run)
+    for m in members:
+        if m.out is not None and d.main:
+            files.write_json(m.out / "config.json", {**m.config.to_dict(), "budget": budget.to_dict()})
     return run
 
 
-def _restore(run: Run, state: dict[str, Any]) -> None:
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.rows, run.step, run.wall_s = state["rows"], state["step"], state["wall_s"]
-    run.best = Best(**state["best"])
+def _restore(run: Run) -> None:
+    """Load the members' checkpoints (all or none; at the same step) into the group."""
+    resumed = [m for m in run.members if m.resume]
+    if not resumed:
+        return
+    states = [
+        torch.load(m.out / "checkpoint.pt", map_location=run.device, weights_only=False) for m in resumed
+    ]
+    if len(resumed) != len(run.members) or len({s["step"] for s in states}) != 1:
+        raise ValueError(
+            "the runs of a group must all resume from checkpoints at the same step (or none); "
+            f"found {[(m.config.name, s['step']) for m, s in zip(resumed, states, strict=True)]}: "
+            "run them one at a time"
+        )
+    run.model.load_state_dict(stack_states([s["model"] for s in states]))
+    run.optimizer.load_state_dict(_stack_optimizer([s["optimizer"] for s in states]))
+    run.step, run.wall_s = states[0]["step"], max(s["wall_s"] for s in states)
+    for m, s in zip(run.members, states, strict=True):
+        m.rows, m.best = s["rows"], Best(**s["best"])
+
+
+def _stack_optimizer(states: list[dict[str, Any]]) -> dict[str, Any]:
+    stacked = {
+        i: {k: v if v.dim() == 0 else torch.cat([s["state"][i][k] for s in states]) for k, v in st.items()}
+        for i, st in states[0]["state"].items()
+    }
+    return {"state": stacked, "param_groups": states[0]["param_groups"]}
+
+
+def _unstack_optimizer(state: dict[str, Any], groups: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "state": {
+                i: {k: v if v.dim() == 0 else v.chunk(groups)[g].clone() for k, v in st.items()}
+                for i, st in state["state"].items()
+            },
+            "param_groups": state["param_groups"],
+        }
+        for g in range(groups)
+    ]
 
 
 # -------------------------------------------------------------------------------------------- training
-def batch_at(run: Run, step: int) -> tuple[Tensor, Tensor]:
-    """The training batch of 0-based ``step``: a function of (seed, step, rank) only, so a resumed run
-    sees the batches (and augmentations) of the uninterrupted one."""
-    per_epoch, bs = run.budget.steps_per_epoch, run.config.batch_size
+def batch_at(run: Run, m: Member, step: int) -> tuple[Tensor, Tensor]:
+    """Member ``m``'s training batch of 0-based ``step``: a function of (seed, step, rank) only, so a
+    resumed run sees the batches (and augmentations) of the uninterrupted one."""
+    per_epoch, bs = run.budget.steps_per_epoch, m.config.batch_size
     epoch, i = divmod(step, per_epoch)
-    if run._epoch_order[0] != epoch:
-        run.sampler.set_epoch(epoch)
-        run._epoch_order = (epoch, list(run.sampler))
-    idx = torch.tensor(run._epoch_order[1][i * bs : (i + 1) * bs], device=run.data[0].images.device)
-    x, y = run.data[0].batch(idx)
-    if run.config.data.augment:
-        crop = (run.config.data.crop,) * 2 if run.config.data.crop else None
-        gen = torch.Generator().manual_seed(run.config.seed * 1_000_003 + step * 7919 + run.dist.rank)
+    if m.epoch_order[0] != epoch:
+        m.sampler.set_epoch(epoch)
+        m.epoch_order = (epoch, list(m.sampler))
+    idx = torch.tensor(m.epoch_order[1][i * bs : (i + 1) * bs], device=m.data[0].images.device)
+    x, y = m.data[0].batch(idx)
+    if m.config.data.augment:
+        crop = (m.config.data.crop,) * 2 if m.config.data.crop else None
+        gen = torch.Generator().manual_seed(m.config.seed * 1_000_003 + step * 7919 + run.dist.rank)
         x, y = augment(x, y, gen, crop)
     return to_device(x, y, run.device, channels_last=run.device.type == "cuda")
 
 
-def train_step(run: Run, x: Tensor, y: Tensor) -> Tensor:
-    """One optimizer step at the scheduled learning rate; returns the (detached) loss."""
+def train_step(run: Run, xs: list[Tensor], ys: list[Tensor]) -> Tensor:
+    """One optimizer step of every member at the scheduled learning rate: images ``xs[s]`` and targets
+    ``ys[s]`` of member ``s``. Returns the members' (detached) losses, shape ``(S,)``.
+
+    The group's objective is the sum of the members' losses: the networks share no parameter, so each
+    gets the gradient of its own loss.
+    """
     lr = run.config.lr * run.budget.lr_factor(run.step)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    train = run.data[0]
+    x = xs[0] if run.groups == 1 else torch.cat(xs, dim=1)
     with autocast(run.device, run.amp):
         logits = run.net(x)
-    loss = run.loss_fns[run.budget.phase(run.step)](
-        *loss_inputs(logits, y, train.num_classes, train.ignore_index)
+    loss_fn, c = run.loss_fn[run.budget.phase(run.step)], run.num_classes
+    train = run.members[0].data[0]
+    per_member = torch.stack(
+        [
+            loss_fn(*loss_inputs(logits[:, s * c : (s + 1) * c], y, c, train.ignore_index))
+            for s, y in enumerate(ys)
+        ]
     )
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    per_member.sum().backward()
     run.optimizer.step()
     run.step += 1
-    return loss.detach()
+    return per_member.detach()
 
 
-def train_until(run: Run, stop: int, bar: Any = None) -> dict[str, float]:
-    """Train from ``run.step`` to step ``stop``; mean loss, last learning rate and images/s of the steps."""
+def train_until(run: Run, stop: int, bar: Any = None) -> list[dict[str, float]]:
+    """Train from ``run.step`` to step ``stop``; per member: mean loss, last learning rate, images/s."""
     run.net.train()
-    start, total, t0 = run.step, torch.zeros((), device=run.device), time.perf_counter()
+    start, total, t0 = run.step, torch.zeros(run.groups, device=run.device), time.perf_counter()
     # the loaders' data are valid; value checks would sync the GPU every step (see iou_lib.validation)
     with value_checks(False):
         while run.step < stop:
-            total += train_step(run, *batch_at(run, run.step)).float()
+            xs, ys = zip(*(batch_at(run, m, run.step) for m in run.members), strict=True)
+            total += train_step(run, list(xs), list(ys)).float()
             if bar is not None:
                 bar.update(1)
     seconds = time.perf_counter() - t0
-    stats = torch.stack([total, torch.tensor(float(stop - start), device=run.device)])
     if run.dist.world > 1:
-        dist.all_reduce(stats)
-    loss = float(stats[0] / stats[1].clamp_min(1))
-    if not math.isfinite(loss):
-        raise FloatingPointError(
-            f"run {run.config.name}: mean training loss is {loss} at step {stop}; try a lower lr or amp=False"
+        dist.all_reduce(total)
+    losses = (total / run.dist.world / max(stop - start, 1)).tolist()
+    out = []
+    for m, loss in zip(run.members, losses, strict=True):
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"run {m.config.name}: mean training loss is {loss} at step {stop}; "
+                "try a lower lr or amp=False"
+            )
+        out.append(
+            {
+                "loss": loss,
+                "lr": run.config.lr * run.budget.lr_factor(stop - 1),
+                "images_per_s": run.dist.world * (stop - start) * run.config.batch_size / max(seconds, 1e-9),
+            }
         )
-    return {
-        "loss": loss,
-        "lr": run.config.lr * run.budget.lr_factor(stop - 1),
-        "images_per_s": run.dist.world * (stop - start) * run.config.batch_size / max(seconds, 1e-9),
-    }
+    return out
 
 
 # ------------------------------------------------------------------------------------------ evaluation
 def evaluate_split(
-    run: Run, ds: InMemorySegmentation, val_threshold: float | None = None
-) -> dict[str, float]:
-    """:func:`~iou_lib.train.evaluation.evaluate` on ``ds``, sharded over ranks (counts all-reduced)."""
+    run: Run, split: int, val_thresholds: list[float | None] | None = None
+) -> list[dict[str, float]]:
+    """Every member's metrics on its split ``split`` (1 = val, 2 = test), one forward pass per batch for
+    the group, sharded over ranks (counts all-reduced); see :func:`~iou_lib.train.evaluation.evaluate`."""
     if run.dist.world > 1:
         # every rank evaluates its shard with the plain module (shards may need different numbers of
         # batches, which DDP's per-forward collectives would not allow), BatchNorm statistics of rank 0
         for buffer in run.model.buffers():
             dist.broadcast(buffer, 0)
-    shard = torch.arange(run.dist.rank, len(ds), run.dist.world)
-    return evaluate(
+    sets = [m.data[split] for m in run.members]
+    shard = torch.arange(run.dist.rank, len(sets[0]), run.dist.world)
+    per_set = [batches(ds, shard, run.config.batch_size) for ds in sets]
+    stacked = (
+        (torch.cat([x for x, _ in parts], dim=1), torch.stack([y for _, y in parts], dim=1))
+        for parts in zip(*per_set, strict=True)
+    )
+    return evaluate_groups(
         run.model if run.dist.world > 1 else run.net,
-        batches(ds, shard, run.config.batch_size),
-        num_classes=ds.num_classes,
-        ignore_index=ds.ignore_index,
-        class_names=ds.class_names,
+        stacked,
+        groups=run.groups,
+        num_classes=run.num_classes,
+        ignore_index=sets[0].ignore_index,
+        class_names=sets[0].class_names,
         device=run.device,
         amp=run.amp,
-        val_threshold=val_threshold,
+        val_thresholds=val_thresholds,
     )
 
 
-def select(best: Best, step: int, val: dict[str, float], model: nn.Module) -> bool:
-    """Keep ``model``'s weights in ``best`` when this validation pass beats every earlier one.
+def select(best: Best, step: int, val: dict[str, float], state: dict[str, Tensor]) -> bool:
+    """Keep the weights ``state`` in ``best`` when this validation pass beats every earlier one.
 
     The score is ``miou_d@tuned`` (binary) or ``miou_d`` (multi-class); NaN never wins, ties keep the
     earlier step. Returns whether ``best`` changed.
@@ -283,70 +385,102 @@ def select(best: Best, step: int, val: dict[str, float], model: nn.Module) -> bo
     if math.isnan(score) or score <= best.score:
         return False
     best.step, best.score, best.val = step, score, dict(val)
-    best.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best.state = {k: v.detach().clone() for k, v in state.items()}
     return True
+
+
+def _member_states(run: Run) -> list[dict[str, Tensor]]:
+    state = run.model.state_dict()
+    return [state] if run.groups == 1 else unstack_state(state, run.groups)
 
 
 # --------------------------------------------------------------------------------------------- writing
 def write_progress(run: Run, started: float) -> None:
-    """Checkpoint (weights, optimizer, rows, best weights) and ``results.csv``, on rank 0 only."""
-    if run.out is None or not run.dist.main:
+    """Per member: checkpoint (weights, optimizer, rows, best weights) and ``results.csv``; rank 0 only."""
+    if not run.dist.main or all(m.out is None for m in run.members):
         return
-    state = {
-        "step": run.step,
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "rows": run.rows,
-        "best": dataclasses.asdict(run.best),
-        "wall_s": run.wall_s + time.perf_counter() - started,
-        "config": run.config.to_dict(),
-    }
-    files.save_checkpoint(run.out / "checkpoint.pt", state)
-    files.write_rows(run.out / "results.csv", run.rows)
+    models = _member_states(run)
+    optimizers = _unstack_optimizer(run.optimizer.state_dict(), run.groups) if run.groups > 1 else None
+    for g, m in enumerate(run.members):
+        if m.out is None:
+            continue
+        state = {
+            "step": run.step,
+            "model": models[g],
+            "optimizer": optimizers[g] if optimizers else run.optimizer.state_dict(),
+            "rows": m.rows,
+            "best": dataclasses.asdict(m.best),
+            "wall_s": run.wall_s + time.perf_counter() - started,
+            "config": m.config.to_dict(),
+        }
+        files.save_checkpoint(m.out / "checkpoint.pt", state)
+        files.write_rows(m.out / "results.csv", m.rows)
 
 
-def finish(run: Run, started: float) -> FitResult:
-    """Test metrics at the best weights, collapse check, ``summary.json``; returns the result."""
-    if run.best.state is None:
-        raise RuntimeError(f"run {run.config.name}: no validation pass scored; nothing to select")
-    run.model.load_state_dict(run.best.state)
-    val_thr = run.best.val.get("threshold@tuned")
-    test = evaluate_split(run, run.data[2], val_threshold=val_thr)
-    run.add_rows("test", run.best.step, test)
-    hint = collapse_hint(test, run.config.loss) if run.binary else None
-    curve = lambda m: {k: v for k, v in m.items() if not k.startswith("curve_")}  # noqa: E731
-    summary: dict[str, Any] = {
-        "run": run.config.name,
-        "steps": run.step,
-        "best_step": run.best.step,
-        "collapsed": hint is not None,
-        "collapse_hint": hint,
-        "wall_s": run.wall_s + time.perf_counter() - started,
-        "fg_frac": run.ident["fg_frac"] if run.binary else None,
-        "test": curve(test),
-        "val": curve(run.best.val),
-        "ap": {"val": run.best.val.get("ap"), "test": test.get("ap")},
-    }
-    if run.out is not None and run.dist.main:
-        files.write_rows(run.out / "results.csv", run.rows)
-        files.write_json(run.out / "summary.json", summary)
+def finish(run: Run, started: float) -> list[FitResult]:
+    """Test metrics at each member's best weights, collapse check, ``summary.json``; the results."""
+    for m in run.members:
+        if m.best.state is None:
+            raise RuntimeError(f"run {m.config.name}: no validation pass scored; nothing to select")
+    run.model.load_state_dict(stack_states([m.best.state for m in run.members]))
+    tests = evaluate_split(run, 2, [m.best.val.get("threshold@tuned") for m in run.members])
+    wall = run.wall_s + time.perf_counter() - started
+    binary = run.num_classes == 1
+    results = []
+    for m, test in zip(run.members, tests, strict=True):
+        m.add_rows("test", m.best.step, test)
+        hint = collapse_hint(test, m.config.loss) if binary else None
+        curve = lambda d: {k: v for k, v in d.items() if not k.startswith("curve_")}  # noqa: E731
+        summary: dict[str, Any] = {
+            "run": m.config.name,
+            "steps": run.step,
+            "best_step": m.best.step,
+            "collapsed": hint is not None,
+            "collapse_hint": hint,
+            "wall_s": wall,
+            "seeds_together": run.groups,
+            "fg_frac": m.ident["fg_frac"] if binary else None,
+            "test": curve(test),
+            "val": curve(m.best.val),
+            "ap": {"val": m.best.val.get("ap"), "test": test.get("ap")},
+        }
+        if m.out is not None and run.dist.main:
+            files.write_rows(m.out / "results.csv", m.rows)
+            files.write_json(m.out / "summary.json", summary)
+        model = run.model
+        if run.groups > 1:
+            model = build_model(
+                m.config.model, 3, run.num_classes, m.config.width, m.config.depth, m.config.norm
+            )
+            model.load_state_dict(m.best.state)
+            model = model.to(run.device)
+        model.eval()
+        results.append(FitResult(model=model, rows=m.rows, summary=summary, config=m.config))
     if run.dist.owns_group:
         dist.destroy_process_group()
-    run.model.eval()
-    return FitResult(model=run.model, rows=run.rows, summary=summary, config=run.config)
+    return results
 
 
 # ------------------------------------------------------------------------------------------------- fit
-def fit(config: TrainConfig) -> FitResult:
-    """Train and evaluate one run (see :mod:`iou_lib.train`); resumes from ``out_dir`` when possible."""
+def fit_group(configs: list[TrainConfig]) -> list[FitResult]:
+    """Train and evaluate runs that differ only in seed (and output folder) together; see the module
+    docstring. Resumes from the runs' folders when all hold checkpoints of the same step."""
     started = time.perf_counter()
-    run = setup(config)
-    show = config.progress and run.dist.main
-    with tqdm(total=run.budget.steps, initial=run.step, desc=config.name, disable=not show) as bar:
+    run = setup(list(configs))
+    show = run.config.progress and run.dist.main
+    desc = run.config.name if run.groups == 1 else f"{run.config.name} (+{run.groups - 1} seeds)"
+    with tqdm(total=run.budget.steps, initial=run.step, desc=desc, disable=not show) as bar:
         for stop in (s for s in run.budget.eval_steps() if s > run.step):
-            run.add_rows("train", stop, train_until(run, stop, bar))
-            val = evaluate_split(run, run.data[1])
-            run.add_rows("val", stop, {k: v for k, v in val.items() if not k.startswith("curve_")})
-            select(run.best, stop, val, run.model)
+            train = train_until(run, stop, bar)
+            vals = evaluate_split(run, 1)
+            for m, t, val, state in zip(run.members, train, vals, _member_states(run), strict=True):
+                m.add_rows("train", stop, t)
+                m.add_rows("val", stop, {k: v for k, v in val.items() if not k.startswith("curve_")})
+                select(m.best, stop, val, state)
             write_progress(run, started)
     return finish(run, started)
+
+
+def fit(config: TrainConfig) -> FitResult:
+    """Train and evaluate one run (see :mod:`iou_lib.train`); resumes from ``out_dir`` when possible."""
+    return fit_group([config])[0]

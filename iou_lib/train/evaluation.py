@@ -18,7 +18,7 @@ from iou_lib.metrics import IoUAccumulator, predict
 from iou_lib.thresholds import ThresholdCurves, ThresholdHistogram
 from iou_lib.train.runtime import autocast, to_device
 
-__all__ = ["COLLAPSE_LOGIT_SD", "COLLAPSE_MID_FRAC", "collapse_hint", "evaluate"]
+__all__ = ["COLLAPSE_LOGIT_SD", "COLLAPSE_MID_FRAC", "collapse_hint", "evaluate", "evaluate_groups"]
 
 COLLAPSE_MID_FRAC = 0.95
 """A run is *collapsed* when more than this share of its test pixels has p in [0.4, 0.6] ..."""
@@ -28,7 +28,6 @@ CURVE_STRIDE = 10
 """Every 10th grid threshold goes into the coarse ``curve_d@<t>`` metrics (41 points)."""
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     data: Iterable[tuple[Tensor, Tensor]],
@@ -53,11 +52,41 @@ def evaluate(
     and ``iou_i/<class>``. Pixels whose target is ``ignore_index`` are not counted. Under an initialised
     process group the counts are summed over ranks (each rank passes its shard).
     """
+    stacked = ((x, y[:, None]) for x, y in data)
+    return evaluate_groups(
+        model,
+        stacked,
+        groups=1,
+        num_classes=num_classes,
+        ignore_index=ignore_index,
+        class_names=class_names,
+        device=device,
+        amp=amp,
+        val_thresholds=[val_threshold],
+    )[0]
+
+
+@torch.no_grad()
+def evaluate_groups(
+    model: nn.Module,
+    data: Iterable[tuple[Tensor, Tensor]],
+    *,
+    groups: int,
+    num_classes: int = 1,
+    ignore_index: int | None = None,
+    class_names: Sequence[str] | None = None,
+    device: torch.device | str | None = None,
+    amp: bool | None = None,
+    val_thresholds: Sequence[float | None] | None = None,
+) -> list[dict[str, float]]:
+    """:func:`evaluate` for a ``groups=S`` model (:mod:`iou_lib.models`): one forward pass scores S
+    networks, each on its own data. Batches are ``(images (B, S * 3, H, W), targets (B, S, H, W))``;
+    returns S metric dicts; ``val_thresholds`` holds one threshold (or ``None``) per network."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     amp = device.type == "cuda" if amp is None else amp
     binary = num_classes == 1
-    hist = ThresholdHistogram()
-    acc = None if binary else IoUAccumulator(num_classes, ignore_index=ignore_index)
+    hists = [ThresholdHistogram() for _ in range(groups)]
+    accs = [IoUAccumulator(num_classes, ignore_index=ignore_index) for _ in range(0 if binary else groups)]
     was_training = model.training
     model.eval()
     try:
@@ -65,25 +94,31 @@ def evaluate(
             x, y = to_device(x, y, device, channels_last=device.type == "cuda")
             with autocast(device, amp):
                 logits = model(x)
-            logits = logits.float()
-            if binary:
-                hist.update(logits[:, 0], y, None if ignore_index is None else y != ignore_index)
-            else:
-                acc.update(predict(logits, multiclass=True), y)
+            logits = logits.float().unflatten(1, (groups, num_classes))
+            for g in range(groups):
+                if binary:
+                    valid = None if ignore_index is None else y[:, g] != ignore_index
+                    hists[g].update(logits[:, g, 0], y[:, g], valid)
+                else:
+                    accs[g].update(predict(logits[:, g], multiclass=True), y[:, g])
     finally:
         model.train(was_training)
     reduce = dist.is_available() and dist.is_initialized()
+    thresholds = list(val_thresholds) if val_thresholds is not None else [None] * groups
     if binary:
-        if reduce:
-            hist.all_reduce()
-        return _binary_metrics(hist.compute(), val_threshold)
-    if reduce:
-        acc.all_reduce(device if device.type == "cuda" else torch.device("cpu"))
-    s = acc.compute()
+        for h in hists if reduce else ():
+            h.all_reduce()
+        return [_binary_metrics(h.compute(), t) for h, t in zip(hists, thresholds, strict=True)]
     names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
-    out = {"miou_d": float(s.miou), "miou_i": float(s.miou_per_image), "pixel_acc": float(s.pixel_accuracy)}
-    out.update({f"iou_d/{n}": float(v) for n, v in zip(names, s.iou, strict=True)})
-    out.update({f"iou_i/{n}": float(v) for n, v in zip(names, s.iou_per_image, strict=True)})
+    out = []
+    for acc in accs:
+        if reduce:
+            acc.all_reduce(device if device.type == "cuda" else torch.device("cpu"))
+        s = acc.compute()
+        m = {"miou_d": float(s.miou), "miou_i": float(s.miou_per_image), "pixel_acc": float(s.pixel_accuracy)}
+        m.update({f"iou_d/{n}": float(v) for n, v in zip(names, s.iou, strict=True)})
+        m.update({f"iou_i/{n}": float(v) for n, v in zip(names, s.iou_per_image, strict=True)})
+        out.append(m)
     return out
 
 
