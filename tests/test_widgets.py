@@ -30,6 +30,7 @@ from iou_lib.widgets.gradient import (
 )
 from iou_lib.widgets.lovasz import lovasz_row, lovasz_values, soft_jaccard_values
 from iou_lib.widgets.results import browse, settings
+from iou_lib.widgets.soft_iou import SoftIoUExplorer, soft_iou_point
 from iou_lib.widgets.soft_labels import soft_label_losses, soft_label_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -370,3 +371,30 @@ def test_book_shows_the_explorer_image_saved_in_the_widget_state():
     outputs = nb.cells[0].outputs
     assert "smoothing = 0.2" in outputs[0]["data"]["text/html"]
     assert outputs[1]["data"]["image/png"] == png
+
+
+# ------------------------------------------------------------------------------------------ soft IoU (02)
+@pytest.mark.parametrize(("p_fg", "p_bg"), [(0.5, 0.5), (0.9, 0.02), (0.0, 1.0)])
+def test_soft_iou_point_against_autograd(p_fg, p_bg):
+    n, k = 200, 7
+    y = torch.zeros(n, dtype=torch.float64)
+    y[:k] = 1
+    p = torch.where(y > 0, p_fg, p_bg).requires_grad_(True)
+    loss = 1 - relax.soft_intersection(p, y) / relax.soft_union(p, y)
+    (grad,) = torch.autograd.grad(loss, p)
+    s = soft_iou_point(p_fg, p_bg, n_pixels=n, n_fg=k)
+    assert s.iou == pytest.approx(1 - loss.item())
+    assert s.grad_fg == pytest.approx(grad[0].item()) and s.grad_bg == pytest.approx(grad[-1].item())
+    assert s.push_fg == pytest.approx(grad[:k].abs().sum().item())
+    assert s.push_bg == pytest.approx(grad[k:].abs().sum().item())
+
+
+def test_soft_iou_explorer_prints_the_gradients_live():
+    ex = SoftIoUExplorer()
+    before = bytes(ex.image.value)
+    ex.p_bg.value = 0.05
+    assert bytes(ex.image.value) != before
+    labels = [t.get_text() for t in ex.figure.axes[1].texts]  # bar labels of the push panel
+    assert f"{-ex.point.grad_fg:+.3g}" in labels and f"{-ex.point.grad_bg:+.3g}" in labels
+    with pytest.raises(ValueError, match="n_fg"):
+        soft_iou_point(0.5, 0.5, n_pixels=10, n_fg=0)

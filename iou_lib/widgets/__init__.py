@@ -5,6 +5,7 @@ function, and shows the figure as a PNG in an ``ipywidgets.Image`` (widget state
 JupyterLab, in saved notebooks and in the book). Setting a control's ``value`` from code redraws, as
 moving it does, so tests drive explorers without a browser. One module per notebook:
 
+* :mod:`~iou_lib.widgets.soft_iou`: the soft IoU and its two gradient values, -1/U and I/U² (notebook 02);
 * :mod:`~iou_lib.widgets.gradient`: gradient fields of two losses, a bias slice, descent (notebook 03);
 * :mod:`~iou_lib.widgets.lovasz`: the Lovász extension of a row of pixels (notebook 04);
 * :mod:`~iou_lib.widgets.soft_labels`: where the soft losses are minimised on smoothed labels (05);
@@ -20,6 +21,7 @@ True
 from iou_lib.widgets.gradient import EXPLORER_LOSSES, GradientExplorer, field_state
 from iou_lib.widgets.lovasz import LovaszExplorer
 from iou_lib.widgets.results import ResultsBrowser
+from iou_lib.widgets.soft_iou import SoftIoUExplorer
 from iou_lib.widgets.soft_labels import SoftLabelExplorer
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "GradientExplorer",
     "LovaszExplorer",
     "ResultsBrowser",
+    "SoftIoUExplorer",
     "SoftLabelExplorer",
     "field_state",
 ]

@@ -45,7 +45,8 @@ def set_applicable(checkbox: w.Checkbox, applicable: bool, remembered: dict[str,
 
 
 class Explorer:
-    """Base class: ``controls`` observed by ``update``; ``figure``, ``image`` and ``redraw_s`` kept.
+    """Base class: ``controls`` observed by ``update``; ``figure``, ``image`` and the redraw times kept
+    (``redraw_s``, ``redraw_cpu_s``, also shown in a small label under the figure).
 
     Subclasses build their controls, call :meth:`_finish` with the layout above the image, and implement
     :meth:`compute` (the figure for the current control values). Setting a control's ``value`` from code
@@ -54,13 +55,15 @@ class Explorer:
 
     controls: Sequence[w.Widget]
     figure: Figure
-    redraw_s: float  # seconds the last redraw took (compute + PNG)
+    redraw_s: float  # seconds the last redraw took (compute + PNG), wall clock
+    redraw_cpu_s: float  # CPU seconds of this process in the last redraw (less on a busy machine)
 
     def _finish(self, top: w.Widget, dpi: int = 80) -> None:
         self._dpi = dpi
         self._updating = False
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
-        self.widget = w.VBox([top, self.image])
+        self.timing = w.Label(layout=w.Layout(margin="0 0 0 10px"), style={"text_color": "#777"})
+        self.widget = w.VBox([top, self.image, self.timing])
         for control in self.controls:
             control.observe(self._on_change, names="value")
         self.update()
@@ -71,7 +74,7 @@ class Explorer:
 
     def update(self) -> None:
         """Recompute from the controls and show the new figure."""
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         self._updating = True
         threads = torch.get_num_threads()
         # An explorer's tensors are small: one thread avoids thread start-up and, on a busy machine,
@@ -84,6 +87,8 @@ class Explorer:
             self._updating = False
         self.image.value = png(self.figure, self._dpi)
         self.redraw_s = time.perf_counter() - start
+        self.redraw_cpu_s = time.process_time() - cpu_start
+        self.timing.value = f"redrawn in {self.redraw_s:.2f} s (CPU time {self.redraw_cpu_s:.2f} s)"
 
     def compute(self) -> Figure:  # pragma: no cover - abstract
         raise NotImplementedError
