@@ -145,7 +145,10 @@ def stored_results(
             f"no stored results {csv.name} in {folder} (there are: {have or 'none'}); "
             "regenerate them with `python tools/make_results.py`"
         )
-    return _read_table(csv), json.loads(csv.with_suffix(".json").read_text())
+    prov = json.loads(csv.with_suffix(".json").read_text())
+    if "commands" in prov:  # the first grid: its plan is in the tool as it was at that commit
+        prov["command"] = f"{prov['command']} with tools/make_results.py as of git {prov['git_commit'][:10]}"
+    return _read_table(csv), prov
 
 
 def stored_study(
