@@ -68,7 +68,8 @@ def _cat(a: Tensor, b: Tensor, groups: int) -> Tensor:
     if groups == 1:
         return torch.cat([a, b], dim=1)
     n, _, h, w = a.shape
-    return torch.cat([a.view(n, groups, -1, h, w), b.view(n, groups, -1, h, w)], dim=2).view(n, -1, h, w)
+    parts = [a.unflatten(1, (groups, -1)), b.unflatten(1, (groups, -1))]
+    return torch.cat(parts, dim=2).reshape(n, -1, h, w)  # (reshape: the inputs may be channels_last)
 
 
 def _check(in_channels: int, out_channels: int, width: int, depth: int, groups: int = 1) -> None:
