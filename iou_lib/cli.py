@@ -524,7 +524,7 @@ def _sweep(args: argparse.Namespace, cfg: TrainConfig, options: dict[str, dict[s
     )
     print(pd.DataFrame([_run_row(c) for c in configs]).to_string(index=False, float_format="{:.4f}".format))
     print("\nmean over seeds of test IoU^D at 0.5 (ci95: half width of the 95 % t interval)")
-    print(summarize(table).to_string(index=False))
+    print(summarize(table).to_string(index=False, float_format="{:.4f}".format))
     print(f"results: {out}/results.csv")
     return 0
 
