@@ -26,7 +26,10 @@
 # 2. read learning curves, and why a training-loss curve cannot rank losses;
 # 3. evaluate at the fixed threshold 0.5 *and* at a threshold tuned on validation data, and see that the
 #    gap between the two is itself a finding about a loss;
-# 4. judge a difference by its confidence interval over seeds and by paired differences.
+# 4. judge a difference by its confidence interval over seeds and by paired differences, against BCE *and*
+#    against class-weighted BCE, the honest competitor of an IoU loss;
+# 5. check calibration (a reliability diagram) and diagnose a run that collapsed (the Lovász hinge from
+#    scratch).
 #
 # Experiments E2 (core comparison), E3 (from scratch vs fine-tuning, and the CE+IoU mix) and E6 (surrogate
 # shoot-out) of `research/paper.md`, §3.
@@ -34,16 +37,19 @@
 # **Two kinds of results.** Cells marked **LIVE** train now, at the size of the run profile
 # (`IOU_PROFILE`); in the `fast` profile (CI) they are deliberately tiny, so their numbers are noisy and
 # only show that the pipeline works. Cells marked **STORED** show the precomputed results of the same
-# experiment at a larger size and with three seeds, from `data/results/`, with their provenance.
+# experiment at a larger size and with several seeds, from `data/results/`, with their provenance. Every
+# sentence about the stored results below is *generated* from the stored tables (`iou_lib.findings`): a
+# sentence says "A beats B" only when the 95 % interval of the paired difference excludes 0.
 
 # %%
 import dataclasses
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from IPython.display import display
 
-from iou_lib import reporting
+from iou_lib import budget, findings, losses, reporting
 from iou_lib.config import get_profile
 from iou_lib.data import load_splits
 from iou_lib.train import DataSpec, TrainConfig, fit
@@ -51,12 +57,12 @@ from iou_lib.train import DataSpec, TrainConfig, fit
 profile = get_profile()
 FG = 0.02  # foreground fraction of the task
 # Live sizes: the profile's own, except in the fast profile (CI), where they are shrunk further so that the
-# eight runs below take about a minute on two CPU cores.
+# eight runs below take a minute or two on two CPU cores.
 LIVE = {"image_size": 48, "n_train": 128, "n_val": 32} if profile.name == "fast" else {}
-EPOCHS = 4 if profile.name == "fast" else profile.epochs
+STEPS = profile.steps  # optimizer steps per run (warm-up, then cosine decay of the learning rate)
 data = DataSpec.from_profile(profile, fg_frac=FG, **LIVE)
-base = TrainConfig.from_profile(profile, data=data, epochs=EPOCHS, progress=False)
-LABEL = f"LIVE, {profile.name} profile: {data.image_size} px, {data.n_train} training images, {EPOCHS} epochs, seed 0"
+base = TrainConfig.from_profile(profile, data=data, steps=STEPS, progress=False)
+LABEL = f"LIVE, {profile.name} profile: {data.image_size} px, {data.n_train} training images, {STEPS} steps, seed 0"
 print(LABEL)
 
 # %% [markdown]
@@ -85,25 +91,32 @@ reporting.predictions_side_by_side(x_show, y_show, {})
 # | `focal` | focal loss, $\gamma = 2$: down-weights pixels that are already right |
 # | `soft_iou` | Rahman & Wang's soft IoU, pooled over the batch (targets the dataset IoU) |
 # | `soft_dice` | soft Dice (V-Net form) |
-# | `lovasz_hinge` | Lovász hinge, the convex (Lovász) extension of the IoU loss |
-# | `bce:k,soft_iou` | a **schedule**: BCE for the first k epochs (half), then soft IoU: fine-tuning |
+# | `lovasz_hinge` | Lovász hinge, the convex (Lovász) extension of the IoU loss, from scratch |
+# | `bce:k,lovasz_hinge` | a **schedule**: BCE for the first k optimizer steps (a quarter), then the Lovász hinge, as its authors advise |
 # | `0.25*bce+0.75*soft_iou` | a **mix**, the weighting the JDTLosses FAQ recommends |
+#
+# Every run validates at least ten times and keeps the weights with the best validation IoU; the test
+# metrics are measured at those weights.
 
 # %%
-half = EPOCHS // 2
-LOSSES = ["bce", "weighted_bce", "focal", "soft_iou", "soft_dice", "lovasz_hinge", f"bce:{half},soft_iou",
+WARMUP = STEPS // 4
+LOSSES = ["bce", "weighted_bce", "focal", "soft_iou", "soft_dice", "lovasz_hinge", f"bce:{WARMUP},lovasz_hinge",
           "0.25*bce+0.75*soft_iou"]
-live_runs = {spec: fit(dataclasses.replace(base, loss=spec)) for spec in LOSSES}
+RUN_LONG = False  # True: train here even when the estimate printed below is longer than 15 minutes
+configs = [dataclasses.replace(base, loss=spec) for spec in LOSSES]
+live_runs = {cfg.loss: fit(cfg) for cfg in budget.track(configs, confirmed=RUN_LONG)}
 live = pd.concat([r.table() for r in live_runs.values()], ignore_index=True)
 COLUMNS = {"miou_d": "IoU @ 0.5", "miou_d@val_thr": "IoU @ tuned threshold", "threshold@val": "tuned threshold",
-           "miou_i": "per-image IoU @ 0.5"}
+           "ap": "average precision"}
 print(LABEL)
 reporting.results_table(live, COLUMNS)
 
 # %% [markdown]
 # `IoU @ 0.5` is the test-set (dataset) IoU of the predictions $\sigma(z) > 0.5$. `IoU @ tuned threshold`
-# uses the threshold that maximised the *validation* IoU (on a 0.05 grid), applied to the test set: the
-# honest version of "best threshold", since the test set never chooses it.
+# uses the threshold that maximised the *validation* IoU (a grid of 401 thresholds from p = 0.001 to
+# p = 0.999), applied to the test set: the honest version of "best threshold", since the test set never
+# chooses it. Average precision (area under the precision-recall curve) needs no threshold at all: it
+# measures how well the loss *ranks* pixels.
 
 # %%
 reporting.learning_curves(live, title=LABEL)
@@ -111,7 +124,7 @@ reporting.learning_curves(live, title=LABEL)
 # %% [markdown]
 # The left panel is each run's own training loss: the losses live on different scales, so only the shape
 # of each curve means something (is it still falling?). The right panel is comparable across runs: the
-# validation IoU at 0.5 after each epoch. In the fast profile the runs are far too short to converge.
+# validation IoU at 0.5 at each evaluation. In the fast profile the runs are far too short to converge.
 #
 # Predictions of every live model on the same four test images (green TP, red FP, blue FN):
 
@@ -121,19 +134,69 @@ with torch.no_grad():
 reporting.predictions_side_by_side(x_show, y_show, probs)
 
 # %% [markdown]
-# ## 3. Stored results: the same comparison, larger and with three seeds
+# ### Calibration: do the probabilities mean what they say?
 #
-# The live numbers above come from one seed and a tiny budget. The table below was produced by
-# `tools/make_results.py` (one `python -m iou_lib sweep` command; provenance printed with it). Every
-# number is a mean over three seeds ± the half width of a 95 % Student-t interval.
+# A model is *calibrated* when, of the pixels it gives probability 0.8, about 80 % are foreground. The
+# reliability diagram bins the test pixels by predicted probability and plots the observed foreground
+# frequency of each bin against its mean probability; the expected calibration error (ECE) is the
+# pixel-weighted mean gap. BCE is a proper scoring rule: it is minimised by the true probability, so it
+# tends to be calibrated. Weighted BCE multiplies the positives' weight by about 49 at 2 % foreground, so its
+# probabilities are pushed up (its best threshold sits near $w/(1+w) \approx 0.98$). Soft IoU rewards
+# confident, nearly binary outputs and has no reason to be calibrated at all.
 
 # %%
-stored, prov = reporting.stored_results("synthetic")
-print(reporting.provenance_text(prov))
-SETTING = prov["grid"]["setting"]
-plain = stored[stored["run"].str.startswith("synthetic/") & (stored["fg_frac"] == SETTING)]
-ORDER = [spec.format(half=prov["grid"]["synthetic_epochs"] // 2) for spec in prov["grid"]["losses"]]
-plain = reporting.ordered(plain, "loss", ORDER)  # tables and figures follow the row order
+x_test, y_test = test_set.batch(torch.arange(len(test_set)))
+with torch.no_grad():
+    test_probs = {spec: torch.sigmoid(live_runs[spec].model(x_test))[:, 0]
+                  for spec in ("bce", "weighted_bce", "soft_iou")}
+reporting.reliability_diagram(test_probs, y_test, title=f"{LABEL}: reliability on the test set")
+
+# %% [markdown]
+# ### Diagnosing a collapsed run: the Lovász hinge from scratch
+#
+# The Lovász hinge works on margins $m_i = 1 - z_i y_i^{\pm}$ (with $y^{\pm} = \pm 1$). At a *constant*
+# logit $z = 0$ every margin is 1, and the loss equals the Lovász extension of the IoU loss at an all-ones
+# error vector, which is exactly 1 for any image with foreground. If training cannot leave that point, the
+# loss stays near 1, every logit stays near 0 and every probability near 0.5: a *collapsed* run. The engine
+# flags it in the run summary (`collapsed`, with a hint). Compare with the same loss after a BCE warm-up.
+
+# %%
+x_tr, y_tr = train_set.batch(torch.arange(base.batch_size))
+constant = losses.get("lovasz_hinge")(torch.zeros(y_tr.shape), y_tr.float()).item()
+fig, (ax_loss, ax_hist) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+for spec in ("lovasz_hinge", f"bce:{WARMUP},lovasz_hinge"):
+    run = live_runs[spec]
+    t = run.table()
+    curve = t[(t["split"] == "train") & (t["metric"] == "loss")]
+    ax_loss.plot(curve["step"], curve["value"], marker="o", ms=3, label=spec)
+    with torch.no_grad():
+        logits = run.model(x_test)[:, 0].flatten()
+    ax_hist.hist(logits.clamp(-15, 15).numpy(), bins=60, alpha=0.6, label=spec, log=True)
+    print(f"{spec:28s} collapsed: {run.summary.get('collapsed')}  hint: {run.summary.get('collapse_hint')}")
+ax_loss.axhline(constant, ls="--", c="grey", label=f"constant logit z = 0: {constant:.2f}")
+ax_loss.set(xlabel="optimizer step", ylabel="training loss (BCE during the warm-up)", title="training loss")
+ax_loss.legend(fontsize=8)
+ax_hist.set(xlabel="test logit (clipped to [-15, 15])", ylabel="pixels (log scale)", title="test logits")
+ax_hist.legend(fontsize=8)
+plt.close(fig)
+fig
+
+# %% [markdown]
+# ## 3. Stored results: the same comparison, larger and with several seeds
+#
+# The live numbers above come from one seed and a tiny budget. The stored runs come from
+# `tools/make_results.py`: the **converged grid** (learning rate chosen per loss on validation, warm-up +
+# cosine schedule, best-validation weights, five seeds) once it is stored, otherwise the **first, reduced
+# grid** (three seeds, 144 constant-rate steps, learning curves still rising), labelled as such. The
+# provenance says which. Intervals are 95 % Student-t intervals, clipped to [0, 1] for IoU.
+
+# %%
+source = findings.synthetic_source("cpu")
+print(f"STORED, {source.label}")
+print(reporting.provenance_text(source.prov))
+SETTING = 0.02 if source.kind == "first" else 0.01  # the first grid compared all losses at 2 % only
+plain = source.table[source.table["fg_frac"] == SETTING]
+ORDER = list(dict.fromkeys(plain["loss"]))
 print(f"STORED: foreground fraction {SETTING:.0%}, {plain['run'].nunique()} runs")
 reporting.results_table(plain, COLUMNS)
 
@@ -145,59 +208,82 @@ reporting.mean_ci_plot(plain, "miou_d@val_thr", title=f"STORED: test IoU at the 
                        f"fg {SETTING:.0%}")
 
 # %% [markdown]
-# Paired differences: for each seed, a loss's IoU minus BCE's IoU on the same data, initialisation and
-# batch order. The seed-to-seed variation that both runs share cancels, so this is the sharper test of
-# "does loss A beat BCE here?".
+# Paired differences: for each seed, a loss's IoU minus the baseline's IoU on the same data,
+# initialisation and batch order. The seed-to-seed variation that both runs share cancels, so this is the
+# sharper test. Two baselines: plain BCE, and class-weighted BCE, which at a tuned threshold is the honest
+# competitor of an IoU loss. Secondary contrasts are many, so their p-values are Holm-corrected.
 
 # %%
-diffs = reporting.paired_differences(plain, "miou_d", baseline="bce", by=())
-display(diffs.groupby("loss", sort=False)["diff"].agg(["mean", "min", "max"]).round(3))
-reporting.paired_difference_plot(diffs, x="loss", hue=None, title=f"STORED: paired differences to BCE at 0.5, "
-                                 f"fg {SETTING:.0%}")
+contrasts = findings.contrasts(plain, baselines=("bce", "weighted_bce"))
+shown = contrasts.assign(**{c: (contrasts[c] * 100).round(1) for c in ("mean", "low", "high")})
+display(shown[["loss", "baseline", "metric", "n", "mean", "low", "high", "p_holm"]]
+        .rename(columns={"mean": "difference (points)", "low": "95 % low", "high": "95 % high"}))
 
 # %%
-reporting.learning_curves(plain, title=f"STORED: learning curves, fg {SETTING:.0%} (band: range over 3 seeds)")
+for baseline in ("bce", "weighted_bce"):
+    diffs = reporting.paired_differences(plain, "miou_d", baseline=baseline, by=())
+    display(reporting.paired_difference_plot(diffs, x="loss", hue=None, baseline=baseline,
+                                             title=f"STORED: paired differences to {baseline} at 0.5, "
+                                             f"fg {SETTING:.0%}"))
+
+# %%
+reporting.learning_curves(plain, title=f"STORED: learning curves, fg {SETTING:.0%} (band: range over seeds)")
+
+# %% [markdown]
+# Have the curves plateaued? For each run, the change of the validation IoU between the last 20 % of its
+# evaluations and the 20 % before; a loss passes when the mean change is below 0.02 (a curve stuck at 0
+# passes too: read it with the curves above).
+
+# %%
+reporting.convergence(plain)
 
 # %%
 reporting.threshold_curves(plain, title=f"STORED: test IoU against the decision threshold, fg {SETTING:.0%}")
 
 # %% [markdown]
+# **Browse the stored runs.** Pick the foreground fraction (or a study's setting), the losses, the metric
+# (IoU at 0.5, at the validation-tuned threshold, or average precision when the table has it) and the
+# reference loss; switch between per-seed points with means and 95 % intervals, paired differences to the
+# reference, and validation learning curves. It reads the stored table only: no training.
+#
+# *Run the cells above to start the explorer* (a static copy of this page shows a picture of it).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from iou_lib.widgets import ResultsBrowser
+
+ResultsBrowser(reporting.stored_results("synthetic")[0], group=0.02)
+
+# %% [markdown]
 # ## 4. What the stored results say
 #
-# Numbers are means over three seeds of the stored runs (2 % foreground, 144 Adam steps, see the provenance);
-# read them with their intervals.
-#
-# * **At the threshold 0.5 the region losses win by a wide margin.** Soft IoU (0.41), soft Dice (0.37) and
-#   the 0.25·BCE + 0.75·soft IoU mix (0.34) beat weighted BCE (0.28), and every one of them beats plain BCE
-#   (0.00) and focal (0.01) in every seed: the paired differences to BCE are +0.3 to +0.4 with intervals far
-#   from 0. BCE and focal simply predict no foreground at 0.5 after this short training.
-# * **At a tuned threshold much of the gap closes.** BCE recovers to 0.19 and focal to 0.24, and weighted
-#   BCE reaches 0.41, level with soft IoU (0.42): it ranks pixels as well, but its probabilities are shifted
-#   (positives weighted about 49 to 1), so its best threshold is about 0.9. Here the soft-IoU advantage over
-#   weighted BCE is a calibration advantage; over plain BCE and focal it is also a ranking one.
-# * **Soft IoU and soft Dice are indistinguishable** (overlapping intervals, as E6 expects), but **the
-#   Lovász hinge from scratch did not learn** in this budget (0.03 at any threshold): an IoU surrogate alone,
-#   from scratch, can train worse than cross-entropy (E3).
-# * **The schedule lost, the mix did not.** BCE for 3 epochs (which learns to predict nothing) then soft IoU
-#   for 3 reaches only 0.13: half the budget is too little to catch up. The mix keeps most of soft IoU's
-#   score (0.34) with the smallest seed-to-seed spread of the region losses (± 0.07 against ± 0.16). With a
-#   converged BCE model, fine-tuning is the protocol the papers recommend; this budget does not test that.
-# * Caveats: one small task, a small budget, three seeds. The intervals are wide; the paired differences are
-#   the sharper evidence.
-#
+# Generated from the stored tables: each line is a paired 95 % interval turned into words, and it names a
+# winner only when the interval excludes 0 (uncorrected; the Holm-corrected p-values are in the table above).
+
+# %%
+print(f"STORED, {source.label}\n")
+print(findings.primary_sentence(source.table) + "\n")
+for sentence in contrasts["sentence"]:
+    print("-", sentence)
+
+# %% [markdown]
 # ## Summary
 #
 # * A fair comparison fixes everything but the loss; the seed fixes data, initialisation and batch order,
 #   which makes paired differences possible.
 # * Judge losses by the metric you care about (here the test IoU), never by their training-loss values.
-# * Report IoU at 0.5 and at a threshold tuned on validation data: the first is what a user of the model
-#   gets by default, the second how well the loss *ranks* pixels.
+# * Report IoU at 0.5, at a threshold tuned on validation data, and average precision: the first is what
+#   a user of the model gets by default, the others how well the loss *ranks* pixels. A gap between them is
+#   a calibration finding (see the reliability diagram).
+# * Compare against weighted BCE as well as BCE, with paired intervals; claim a winner only when the
+#   interval excludes 0.
+# * A run whose loss sits at its constant-logit value has collapsed: name it, do not report it as a score.
 #
 # ## Exercises
 #
 # 1. Re-run the live comparison at `FG = 0.2`. Which gaps shrink? (Notebook 07 does this systematically.)
-# 2. Change the schedule to `bce:1,soft_iou` and `bce:3,soft_iou` (fast profile: 4 epochs). Does the
-#    length of the BCE phase matter?
+# 2. Change the warm-up to `bce:{STEPS // 8},lovasz_hinge` and `bce:{STEPS // 2},lovasz_hinge`. Does the
+#    length of the BCE phase matter? Does the collapse flag change?
 # 3. Try the mix `0.5*bce+0.5*soft_dice` and `0.5*focal+0.5*lovasz_hinge` (any registry names combine).
 # 4. Command line: `python -m iou_lib sweep --losses bce soft_iou --fg-fracs 0.02 --seeds 0 1 2 --out
 #    runs/mine`, then `reporting.results_table(iou_lib.experiments.load_results("runs/mine"), COLUMNS)`.
