@@ -13,7 +13,7 @@ Examples:
     python -m iou_lib sweep --losses bce soft_iou --fg-fracs 0.02 0.2 --seeds 0 1 2 --out runs/grid
 
 User errors (bad options, bad data) end in one line "error: ..." and exit status 2; --debug shows the
-traceback.
+traceback. Warnings are printed as one line "warning: ...".
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -534,8 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        cfg, options = _config_from_args(args, args.parser)
-        return _train(cfg) if args.command == "train" else _sweep(args, cfg, options)
+        with warnings.catch_warnings():  # warnings as one line each, like errors
+            warnings.showwarning = lambda message, *_: print(f"warning: {message}", file=sys.stderr)
+            cfg, options = _config_from_args(args, args.parser)
+            return _train(cfg) if args.command == "train" else _sweep(args, cfg, options)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130

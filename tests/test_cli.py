@@ -161,6 +161,16 @@ def test_folder_data_of_mixed_sizes_needs_and_takes_size(tmp_path, capsys):
     assert spec["size"] == [12, 12] and spec["scale"] == 1  # folder data: no silent shrink (cpu: CamVid /2)
 
 
+def test_masks_without_foreground_warn_in_one_line(tmp_path, capsys):
+    data = _folder(tmp_path / "data", [(16, 16)] * 10, fg=False)  # 0/1 masks, no 1 anywhere
+    argv = ["train", *TINY, "--data", "folder", "--path", str(data), "--ignore-index", "255"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "foreground pixel" in line]
+    assert warned and all(
+        re.fullmatch(r"warning: no mask under .* outside ignore_index=255", w) for w in warned
+    )
+
+
 def test_class_masks_print_per_class_iou(tmp_path, capsys):
     data = _folder(tmp_path / "data", [(16, 16)] * 10)
     for m in (data / "masks").glob("*.png"):  # classes 0, 1, 2 (the 255 border becomes class 2)
