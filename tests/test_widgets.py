@@ -274,8 +274,9 @@ def synthetic():
 
 
 def _new_format(table: pd.DataFrame) -> pd.DataFrame:
-    """The stored table rewritten in the new format: ``step`` for ``epoch``, test ``ap``, an extra column."""
-    new = table.rename(columns={"epoch": "step"}).assign(step=lambda t: t["step"] * 50, study="demo")
+    """The stored table in the new format: ``step`` for ``epoch``, test ``ap``, run labels (``variant``)."""
+    new = table.rename(columns={"epoch": "step"})
+    new = new.assign(step=new["step"] * 50, study="demo", variant=new["loss"], profile="cpu")
     ap = new[(new["split"] == "test") & (new["metric"] == "miou_d")].assign(metric="ap")
     ap["value"] = (ap["value"] + 0.1).clip(upper=1)
     return pd.concat([new, ap], ignore_index=True)

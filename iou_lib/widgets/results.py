@@ -49,22 +49,11 @@ CURVE_METRICS = {
     "miou_i": ("miou_i",),
     "pixel_acc": ("pixel_acc", "miou_d"),
 }
-#: Columns of every results table; any other column describes a run's setting.
+#: Columns of every results table, and labels that name a run rather than set it up (``variant`` names
+#: the loss configuration); any other column that varies describes a run's setting.
 CORE_COLUMNS = frozenset(
-    {
-        "run",
-        "data",
-        "fg_frac",
-        "class_name",
-        "loss",
-        "model",
-        "seed",
-        "split",
-        "step",
-        "epoch",
-        "metric",
-        "value",
-    }
+    ("run", "data", "fg_frac", "class_name", "loss", "model", "seed", "split", "step", "epoch", "metric")
+    + ("value", "study", "variant", "profile")
 )
 
 
@@ -92,8 +81,9 @@ def _group_values(table: pd.DataFrame, column: str) -> pd.Series:
 
 
 def settings(table: pd.DataFrame) -> pd.Series:
-    """One label per row naming the values of the extra per-run columns (``""`` when there are none)."""
-    extra = [c for c in table.columns if c not in CORE_COLUMNS]
+    """One label per row naming the values of the extra per-run columns that vary in ``table`` (``""``
+    when there are none)."""
+    extra = [c for c in table.columns if c not in CORE_COLUMNS and table[c].astype(str).nunique() > 1]
     if not extra:
         return pd.Series("", index=table.index)
     parts = [c + "=" + table[c].astype(str) for c in extra]
