@@ -323,9 +323,10 @@ def describe_time(record: dict[str, Any] | None) -> str:
     took = f"{record['seconds']:.0f} s" if record["seconds"] < 60 else f"{record['seconds'] / 60:.1f} min"
     if record["status"] == "ok":
         return took
+    load = f", load {record['load_1min']:g}" if "load_1min" in record else ""
     if record["status"] == "needs confirmation":
-        return f"asks to confirm a ≈{record['estimate_min']:.0f} min cell (after {took})"
-    return f"failed after {took}"
+        return f"asks to confirm a ≈{record['estimate_min']:.0f} min cell (after {took}{load})"
+    return f"failed after {took}{load}"
 
 
 def notebook_times(path: str | Path = NOTEBOOK_TIMES) -> pd.DataFrame:

@@ -86,8 +86,9 @@ def load(path: Path = TIMES) -> dict:
 
 
 def render_table(times: dict) -> str:
-    """The README's Markdown table (and its provenance line) for the records in ``times``."""
-    names = sorted({name for runs in times.values() for name in runs})
+    """The README's Markdown table (and its provenance line) for the records in ``times``: a row for
+    every notebook in ``notebooks/`` ("not measured" where ``times`` has none)."""
+    names = [p.stem for p in notebooks()]
     shown = [p for p in PROFILES if p in times]
     lines = [
         "| notebook | " + " | ".join(f"`{p}` profile" for p in shown) + " |",
@@ -97,10 +98,10 @@ def render_table(times: dict) -> str:
         lines.append(f"| `{name}` | " + " | ".join(describe_time(times[p].get(name)) for p in shown) + " |")
     totals = []
     for p in shown:
-        records = list(times[p].values())
+        records = [times[p][name] for name in names if name in times[p]]
         total = sum(r["seconds"] for r in records if r["status"] == "ok") / 60
         complete = len(records) == len(names) and all(r["status"] == "ok" for r in records)
-        totals.append(f"{total:.0f} min" if complete else f"{total:.0f} min for the notebooks that finished")
+        totals.append(f"{total:.0f} min" if complete else f"{total:.0f} min for those that finished")
     lines.append("| all | " + " | ".join(totals) + " |")
     records = [r for runs in times.values() for r in runs.values()]
     dates = sorted({r["date"][:10] for r in records})
