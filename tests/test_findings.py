@@ -93,3 +93,56 @@ def test_replacing_a_stored_table_changes_the_prose(tmp_path):
     else:  # the same numbers, the other winner
         swapped = lines[0].replace("BCE", "X").replace("soft IoU", "BCE").replace("X", "soft IoU")
         assert numbers[0] == numbers[1] and swapped == lines[1]
+
+
+def write_grid_run(folder, loss, seed, value):
+    run = f"fg0.01_{loss}_lr0.003_s{seed}"
+    rows = [
+        {
+            "run": run,
+            "data": "synthetic",
+            "fg_frac": 0.01,
+            "class_name": "",
+            "loss": loss,
+            "model": "unet",
+            "seed": seed,
+            "split": split,
+            "step": step,
+            "metric": "miou_d",
+            "value": v,
+            "study": "primary",
+            "variant": loss,
+            "per_image": False,
+            "lr": 0.003,
+            "profile": "cpu",
+        }
+        for split, step, v in (("val", 10, value / 2), ("val", 20, value), ("test", 20, value))
+    ]
+    pd.DataFrame(rows).to_csv(folder / f"{run}.csv", index=False)
+    record = {
+        "git_commit": "0123456789ab",
+        "clean_tree": True,
+        "device": "cpu",
+        "wall_s": 1.0,
+        "note": "tiny",
+    }
+    (folder / f"{run}.json").write_text(__import__("json").dumps(record))
+
+
+def test_findings_switch_to_the_converged_grid_only_when_the_primary_contrast_is_complete(tmp_path):
+    for f in (ROOT / "data" / "results").glob("*_cpu.*"):
+        shutil.copy(f, tmp_path)
+    folder = tmp_path / "cpu" / "primary"
+    folder.mkdir(parents=True)
+    for seed in range(findings.MIN_SEEDS["synthetic"] - 1):
+        write_grid_run(folder, "soft_iou", seed, 0.5 + 0.01 * seed)
+        write_grid_run(folder, "bce", seed, 0.3)
+    assert (
+        findings.synthetic_source("cpu", tmp_path).kind == "first"
+    )  # a partial grid never replaces the prose
+    last = findings.MIN_SEEDS["synthetic"] - 1
+    write_grid_run(folder, "soft_iou", last, 0.5)
+    write_grid_run(folder, "bce", last, 0.3)
+    source = findings.synthetic_source("cpu", tmp_path)
+    assert source.kind == "grid" and "converged" in source.label
+    assert "soft IoU beats BCE by" in findings.primary_sentence(source.table)
