@@ -115,6 +115,19 @@ class ThresholdHistogram:
         self.iou_i_n = torch.zeros(self.t, dtype=torch.int64, device=device)
         self.moments = torch.zeros(2, dtype=torch.float64, device=device)
 
+    def _bins(self, z: Tensor) -> Tensor:
+        """Number of grid thresholds strictly below each logit (``torch.bucketize``, but by arithmetic on
+        the uniform grid, then one exact comparison either side against the float32 thresholds)."""
+        e = self.edges
+        step = (e[-1] - e[0]) / (self.t - 1)
+        bins = ((z - e[0]) / step).floor_().add_(1).clamp_(0, self.t).long()
+        padded = torch.cat(
+            [e.new_full((1,), -math.inf), e, e.new_full((1,), math.inf)]
+        )  # padded[j] = e[j - 1]
+        bins -= (z <= padded[bins]).long()
+        bins += (z > padded[bins + 1]).long()
+        return bins.clamp_(0, self.t)  # z = -inf
+
     def update(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
         if logits.shape != target.shape or logits.dim() != 3:
             raise ValueError(
@@ -126,7 +139,7 @@ class ThresholdHistogram:
         b = logits.shape[0]
         z = logits.detach().float().reshape(b, -1).contiguous()
         fg = target.reshape(b, -1) == 1
-        bins = torch.bucketize(z, self.edges)  # number of thresholds strictly below each logit
+        bins = self._bins(z)
         key = (torch.arange(b, device=z.device)[:, None] * 2 + fg.long()) * (self.t + 1) + bins
         if valid is not None:
             v = valid.reshape(b, -1)

@@ -94,3 +94,18 @@ def test_empty_evaluation_and_bad_shapes_are_errors():
         ThresholdHistogram().compute()
     with pytest.raises(ValueError, match=r"\(B, H, W\)"):
         ThresholdHistogram().update(torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4))
+
+
+def test_bins_by_arithmetic_equal_bucketize_at_and_next_to_every_threshold():
+    h = ThresholdHistogram()
+    up, down = torch.tensor(float("inf")), torch.tensor(-float("inf"))
+    z = torch.cat(
+        [
+            THRESHOLD_LOGITS,
+            torch.nextafter(THRESHOLD_LOGITS, up),
+            torch.nextafter(THRESHOLD_LOGITS, down),
+            torch.tensor([float("inf"), -float("inf"), 0.0, -0.0, 1e30, -1e30]),
+            torch.randn(5000, generator=torch.Generator().manual_seed(0)) * 4,
+        ]
+    )
+    assert torch.equal(h._bins(z), torch.bucketize(z, THRESHOLD_LOGITS))
