@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -229,13 +230,15 @@ def require_confirmation(
 ) -> None:
     """Stop (raise :class:`LongRunNotConfirmed`) when ``plan`` is longer than ``limit_minutes`` and
     ``confirmed`` is false; the message says how long, how to go ahead and where the stored results are.
+
+    ``IOU_RUN_LONG=1`` in the environment confirms every plan (scripted runs, the test suite).
     """
-    if plan.minutes > limit_minutes and not confirmed:
+    if plan.minutes > limit_minutes and not confirmed and os.environ.get("IOU_RUN_LONG") != "1":
         raise LongRunNotConfirmed(
             f"this cell would train for {format_minutes(plan.seconds)} ({plan.runs} runs in the "
             f"{plan.profile} profile), longer than {limit_minutes:g} min. To go ahead, set {flag} = True in "
-            f"this cell and run it again; or skip it and read the STORED results further down, or use "
-            f"IOU_PROFILE=fast for a quick look."
+            f"this cell and run it again (or start Jupyter with IOU_RUN_LONG=1); or skip it and read the "
+            f"STORED results further down, or use IOU_PROFILE=fast for a quick look."
         )
 
 

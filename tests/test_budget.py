@@ -72,11 +72,15 @@ def test_format_minutes(seconds, text):
     assert budget.format_minutes(seconds) == text
 
 
-def test_long_plans_need_confirmation():
+def test_long_plans_need_confirmation(monkeypatch):
+    monkeypatch.delenv("IOU_RUN_LONG", raising=False)
     long = budget.Estimate(runs=8, steps=4800, seconds=40 * 60, step_s=(0.5,), device="cpu", profile="cpu")
     with pytest.raises(budget.LongRunNotConfirmed, match=r"about 40 min .* set RUN_LONG = True .*STORED"):
         budget.require_confirmation(long, confirmed=False)
     budget.require_confirmation(long, confirmed=True)  # said yes: no error
+    monkeypatch.setenv("IOU_RUN_LONG", "1")
+    budget.require_confirmation(long, confirmed=False)  # said yes for every cell
+    monkeypatch.delenv("IOU_RUN_LONG")
     budget.require_confirmation(dataclasses.replace(long, seconds=10 * 60), confirmed=False)  # short enough
     with pytest.raises(budget.LongRunNotConfirmed, match="GO"):
         budget.require_confirmation(long, confirmed=False, limit_minutes=30, flag="GO")
@@ -113,6 +117,7 @@ def test_notebook_times_table(tmp_path):
 
 
 def _fixed_estimate(monkeypatch, minutes: float) -> None:
+    monkeypatch.delenv("IOU_RUN_LONG", raising=False)
     plan = budget.Estimate(
         runs=3, steps=300, seconds=minutes * 60, step_s=(0.1,), device="cpu", profile="cpu"
     )
