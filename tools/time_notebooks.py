@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, e.g. --only 06 07")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
     parser.add_argument("--readme", action="store_true", help="only rewrite the README table from the JSON")
-    parser.add_argument("--run-long", action="store_true",
-                        help="train through cells over 15 min (IOU_RUN_LONG=1); else their estimate is recorded")
+    parser.add_argument(
+        "--run-long", action="store_true", help="train through cells over 15 min (else record their estimate)"
+    )
     args = parser.parse_args(argv)
     if args.run_long:
         os.environ["IOU_RUN_LONG"] = "1"
