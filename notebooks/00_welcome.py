@@ -56,9 +56,11 @@
 # Every experiment reads its sizes (image size, number of images, steps, seeds, model width) from a
 # **profile**, chosen by the environment variable `IOU_PROFILE`:
 #
-# * `fast`: continuous integration on 2 CPU cores; every notebook runs in well under two minutes and still
-#   shows real learning;
-# * `cpu`: a laptop; larger images and more steps, enough for stable conclusions (tens of minutes);
+# * `fast`: continuous integration, a course lab or a first read on 2 CPU cores; small, and still shows real
+#   learning;
+# * `cpu`: a laptop; larger images and more steps, enough for stable conclusions. On a laptop CPU the
+#   training notebooks 06-08 then take long (the measured times are below): each training cell prints its
+#   own estimate before it starts and asks you to confirm anything longer than 15 minutes;
 # * `gpu`: full size on a CUDA GPU.
 #
 # Without `IOU_PROFILE` the profile is `gpu` when CUDA is available and `cpu` otherwise. Set it before
@@ -79,6 +81,16 @@ profile = get_profile()
 print(f"iou_lib {iou_lib.__version__}, torch {torch.__version__}")
 print(f"IOU_PROFILE = {os.environ.get('IOU_PROFILE')!r} -> profile {profile.name!r}")
 pd.DataFrame([dataclasses.asdict(p) for p in PROFILES.values()]).set_index("name")
+
+# %% [markdown]
+# How long each notebook takes from top to bottom, per profile, as measured by `tools/time_notebooks.py` on
+# a 2-core CPU machine without a GPU (a notebook that stops at a cell asking for confirmation is listed with
+# that cell's estimate; `docs/notebook_times.json` has the dates and the machine's load):
+
+# %%
+from iou_lib.budget import notebook_times
+
+notebook_times()
 
 # %% [markdown]
 # ## Device and data
