@@ -564,7 +564,11 @@ def run_seconds(plan: Plan, results_dir: Path) -> dict[str, float]:
         r = json.loads(record.read_text())
         if r.get("wall_s"):
             walls["camvid" if r["config"]["data"]["kind"] == "camvid" else "synthetic"].append(r["wall_s"])
-    return {k: sum(v) / len(v) if v else guess[k] for k, v in walls.items()}
+    measured = {k: sum(v) / len(v) for k, v in walls.items() if v}
+    if len(measured) == 1:  # scale the other kind's guess by how far off the guess was for this one
+        (kind, seconds), (other,) = next(iter(measured.items())), set(guess) - set(measured)
+        measured[other] = guess[other] * seconds / guess[kind]
+    return {k: measured.get(k, guess[k]) for k in guess}
 
 
 def dry_run(plan: Plan, us: Sequence[Unit], results_dir: Path) -> str:
