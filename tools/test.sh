@@ -5,9 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh test
 export IOU_PROFILE="${IOU_PROFILE:-fast}"
-# The suite is no reader waiting at a cell: training cells never stop to ask (iou_lib.budget), even when a
-# busy machine makes their time estimate long.
-export IOU_RUN_LONG="${IOU_RUN_LONG:-1}"
 if [ -z "${IOU_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
     IOU_DATA_DIR="$(cd ../shared/data && pwd)"
     export IOU_DATA_DIR
