@@ -140,3 +140,12 @@ def test_quick_grid_trains_stores_and_resumes(tmp_path, monkeypatch):
     before = {p: p.stat().st_mtime_ns for p in stored}
     assert make_results.main(argv) == 0  # everything stored: nothing retrained, nothing rewritten
     assert {p: p.stat().st_mtime_ns for p in stored} == before
+
+
+def test_gpu_plan_needs_cuda_and_runs_workers_by_default(capsys):
+    import torch
+
+    assert make_results.PLANS["gpu"].jobs > 1 and make_results.PLANS["cpu"].jobs == 1
+    if not torch.cuda.is_available():
+        assert make_results.main(["--profile", "gpu", "--only", "primary"]) == 1
+        assert "needs a CUDA GPU" in capsys.readouterr().err

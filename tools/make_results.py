@@ -111,7 +111,8 @@ class Plan:
     camvid_classes: tuple[str, ...]
     camvid_binary: tuple[str, ...]
     camvid_multi: tuple[str, ...]
-    seconds_per_step: float  # for the time estimate of --dry-run (measured by the pilots, per run)
+    seconds_per_step: float  # for the time estimate of --dry-run until stored runs give measured times
+    jobs: int = 1  # default worker processes (gpu: many small runs share one GPU)
 
     @property
     def note(self) -> str:
@@ -197,6 +198,7 @@ PLANS: dict[str, Plan] = {
         camvid_seeds=(0, 1, 2),
         **_CAMVID,
         seconds_per_step=0.004,
+        jobs=12,
     ),
     "quick": Plan(
         name="quick",
@@ -624,7 +626,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", help="CamVid location (default: $IOU_DATA_DIR)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes side by side (default: 1)")
+    parser.add_argument(
+        "--jobs", type=int, help="worker processes side by side (default: the plan's, 1 on CPU, 12 for gpu)"
+    )
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n": this worker's share (set by --jobs)
     parser.add_argument("--max-runs", type=int, help="stop after this many newly trained runs")
     parser.add_argument(
@@ -649,7 +653,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(u.data == "camvid" for u in us) and camvid_available() is None:
         print("skipping the CamVid studies: no CamVid under $IOU_DATA_DIR / --data-dir", file=sys.stderr)
         us = [u for u in us if u.data != "camvid"]
+    if plan.name == "gpu" and not torch.cuda.is_available():
+        print("the gpu plan needs a CUDA GPU (days on a CPU); --dry-run shows it", file=sys.stderr)
+        return 1
     runs_dir = args.runs_dir or ROOT / "runs" / f"results_{plan.name}"
+    args.jobs = 1 if args.shard else (args.jobs or plan.jobs)  # a worker never spawns workers
     if args.jobs > 1:
         return _spawn(args, argv or sys.argv[1:], us, plan)
     prov = provenance(plan)
