@@ -94,7 +94,7 @@ def soft_iou_figure(point: SoftIoUPoint, steps: int = 101) -> Figure:
     axes[1].bar_label(bars, labels=[f"{v:+.3g}" for v in values[::-1]], fontsize=8, padding=3)
     axes[1].axvline(0, color="k", lw=0.8)
     axes[1].set_xscale("symlog", linthresh=1e-5)
-    reach = 30 * max(abs(v) for v in values)
+    reach = 300 * max(abs(v) for v in values)  # room for the value labels
     axes[1].set_xlim(-reach, reach)
     axes[1].set_xticks([-1e-1, -1e-3, -1e-5, 0, 1e-5, 1e-3, 1e-1])
     axes[1].set(
