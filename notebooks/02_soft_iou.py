@@ -293,6 +293,21 @@ progress[["fg_frac", "confidence", "soft_iou", "fg_share_dp", "fg_share"]].iloc[
 # own error, which grows with the overlap already won; BCE weighs each pixel by its own error. Notebook 03 draws these pushes pixel by pixel.
 
 # %% [markdown]
+# **Explore.** Put one probability $p_1$ on every foreground pixel and another, $p_0$, on every background
+# pixel of a 64 x 64 mask. The explorer draws the soft IoU over $(p_1, p_0)$ (background on a log axis)
+# and prints, live, the two gradient values $-1/U$ and $I/U^2$ and the push they add up to on each side.
+# Start at $p_1 = p_0 = 0.5$ at 1 % foreground (the balance above), then raise $p_1$ and lower $p_0$:
+# where does the background's share overtake the foreground's?
+#
+# *Run the cells above to start the explorer* (a static copy of this page shows a picture of it).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from iou_lib.widgets import SoftIoUExplorer
+
+SoftIoUExplorer()
+
+# %% [markdown]
 # ## 5. The blind spot: images without foreground
 #
 # If $y \equiv 0$ then $I = 0$ for every $p$, so $L = 1 - 0/U = 1$ is constant and the gradient is exactly

@@ -73,7 +73,8 @@ LOSSES
 #
 # In each panel red means "raise this logit" (towards foreground) and blue "lower it"; the black line is
 # the object outline; the title gives the image's share of the gradient mass that lands on foreground.
-# The colour scale is per loss: compare patterns across losses, magnitudes within a column.
+# One colour scale serves the whole figure (colorbar): each loss's field is drawn in units of its own mean
+# push per pixel, because the losses' raw gradients differ in size by orders of magnitude.
 
 # %%
 masks = torch.cat([blob_masks(1, 64, f, n_objects=k, seed=s).double()
@@ -86,11 +87,15 @@ STATES = {"uninformed": {"confidence": 0.0, "noise": 1.0},
 
 def fields(state):
     z = synthetic_logits(masks, seed=7, **STATES[state])
-    return z, {name: gradient_field(name, z, masks) for name in LOSSES}
+    grads = {name: gradient_field(name, z, masks) for name in LOSSES}
+    fig = viz.gradient_fields(grads, masks, probs=torch.sigmoid(z), image_labels=labels)
+    fig.suptitle(f"{state}: the four images form ONE batch (class weight, I and U pooled over 1 %, 1 %, "
+                 "10 % and 30 % foreground)", fontsize=10)
+    return z, grads, fig
 
 
-z, grads = fields("uninformed")
-viz.gradient_fields(grads, masks, probs=torch.sigmoid(z), image_labels=labels)
+z, grads, fig = fields("uninformed")
+fig
 
 # %% [markdown]
 # **Uninformed.** BCE and focal paint the whole image blue: every background pixel asks to be lowered,
@@ -102,8 +107,8 @@ viz.gradient_fields(grads, masks, probs=torch.sigmoid(z), image_labels=labels)
 # hinge pushes a *subset*: the pixels whose errors rank highest.
 
 # %%
-z, grads = fields("all background")
-viz.gradient_fields(grads, masks, probs=torch.sigmoid(z), image_labels=labels)
+z, grads, fig = fields("all background")
+fig
 
 # %% [markdown]
 # **All background.** The background is already right ($p \approx 0.05$), yet BCE still spends most of its
@@ -114,8 +119,8 @@ viz.gradient_fields(grads, masks, probs=torch.sigmoid(z), image_labels=labels)
 # $1 + z_v < 0$ are zero) and works only on the missed foreground.
 
 # %%
-z, grads = fields("good")
-viz.gradient_fields(grads, masks, probs=torch.sigmoid(z), image_labels=labels)
+z, grads, fig = fields("good")
+fig
 
 # %% [markdown]
 # **Good.** Now $I/U$ is larger and the region losses' background push per pixel, $I/U^2$, grows towards
@@ -156,7 +161,9 @@ share.round(2)
 #   hard pixels (middle) and does nothing when both sides are equally hard (left).
 # * **Soft IoU and soft Dice** coincide in the share (their per-pixel ratio is $I/U$ in both, notebook 02)
 #   and adapt to the state: about half for an uninformed network, most of it on missed objects, and a
-#   growing share on the soft false positives as the prediction gets good.
+#   growing share on the soft false positives as the prediction gets good. Notebook 02 gives the rule:
+#   before the sigmoid factor, background/foreground is $\frac{N - |Y|}{|Y|} J$, so the foreground share
+#   falls as the soft IoU $J$ of the prediction rises (0.11 at 0.5 % in the "good" state: Exercise 3).
 # * **Lovász hinge** follows the ranking of the errors: all on the missed objects in the trap, and for a
 #   good prediction a mass close to the foreground fraction, concentrated on the worst pixels.
 
@@ -203,21 +210,37 @@ pd.Series(ratios, name="push on small object / push on large object").round(3)
 # %% [markdown]
 # ## 5. Explore
 #
-# Move the controls and watch the fields and the balance in the title (loss value, foreground share of
-# $|\partial L/\partial z|$ over the batch, background/foreground mass ratio). Three images of 48 px; the
-# figure redraws in well under a second.
+# Two losses side by side (the menus), on three images of 48 px, in three views:
+#
+# * **fields**: both losses' descent directions on one colour scale, with the loss value and the
+#   foreground share of $|\partial L/\partial z|$ in the title;
+# * **bias slice**: every logit shifted together; the loss, the mean gradient and the IoU at 0.5 against
+#   the mean logit;
+# * **descend**: Adam on a free logit map, no network: one logit per pixel, or one per $4\times4$ or
+#   $8\times8$ block (an object smaller than a block then shares its logits with background, as in a
+#   network of limited resolution). "descend N steps" reruns; the bar shows progress.
+#
+# The loss knobs (focal $\gamma$ and $\alpha$, Tversky $\alpha$/$\beta$, smoothing $s$, the empty-image
+# rule, per image) act on the shown losses that take them; the others are greyed out.
 #
 # **What to look for**
 #
-# 1. *Foreground fraction* from 0.3 down to 0.003 with `bce`: the share drops with the fraction. Switch
-#    to `soft_iou` or `weighted_bce`: it stays near one half.
-# 2. *Objects*: at a fixed fraction, 1 object vs 12. With `lovasz_hinge`, which pixels of a large object
-#    get pushed? (Its weights depend on ranks, so the first errors of a large object weigh less.)
-# 3. *Bias* to $-3$ (the accuracy trap), then compare `bce` and `focal`: who pushes the missed objects?
+# 1. *Foreground fraction* from 0.3 down to 0.003 with `bce` beside `soft_iou`: BCE's share drops with the
+#    fraction, the soft IoU's stays near one half as long as the prediction is uninformed (confidence 0);
+#    raise the confidence and watch it fall, as notebook 02 predicts.
+# 2. *Bias slice* with noise and confidence at 0 (constant logits): BCE is smallest at the constant logit
+#    $\log\frac{f}{1-f}$, where nothing is foreground (IoU 0); the Lovász hinge has a kink at $z = 0$, where
+#    its mean gradient jumps sign.
+# 3. *Descend* at 1 % foreground, bias $-3$, $8\times8$ blocks: BCE lowers its loss but its IoU at 0.5 stays
+#    near 0 (the best threshold does better: the ranking is there, the calibration is not); soft IoU
+#    raises the object's blocks over 0.5.
 # 4. *Confidence* to $-2$ (confidently wrong): the sigmoid factor $p(1-p)$ shrinks every push of the region
 #    losses, while the Lovász hinge, which acts on logits directly, still pushes at full strength.
-# 5. *Make the last image empty*, then toggle *per-image*: with the batch pooled the empty image's pixels
-#    share the other images' background push; per image, `iou_lib`'s rule pushes it on its own.
+# 5. *Make the last image empty*, then switch the empty-image rule and *per image*: which rule leaves the
+#    empty image's false positives unpushed?
+
+# %% [markdown]
+# *Run the cells above to start the explorer* (a static copy of this page shows a picture of it).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -225,16 +248,14 @@ explorer = GradientExplorer()
 explorer
 
 # %% [markdown]
-# The explorer keeps what it shows: `explorer.state` has the masks, logits, gradient field and mass
+# The explorer keeps what it shows: `explorer.state` has the masks, logits, gradient fields and mass
 # statistics of the current setting; `explorer.figure` is the figure. Setting a control from code
 # redraws, as moving it does:
 
 # %%
 explorer.fg_frac.value = 0.012  # (an exact power of ten does not move a displayed log slider in JupyterLab)
-low = explorer.state.mass["fg_share"]
-explorer.loss.value = "bce"
-assert explorer.state.mass["fg_share"] < 0.1 < low
-explorer.loss.value = "soft_iou"
+bce_share, soft_iou_share = (m["fg_share"] for m in explorer.state.masses)  # left: bce, right: soft_iou
+assert bce_share < 0.2 < 0.4 < soft_iou_share
 
 # %% [markdown]
 # ## Summary
@@ -256,38 +277,83 @@ explorer.loss.value = "soft_iou"
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1.** Without running anything, write the background/foreground gradient-mass ratio at an
-# uninformed prediction ($z \equiv 0$) as a function of the pixel count $N$ and the foreground count $k$,
-# for BCE and for the batch soft IoU. The check compares your formulas with measured gradient fields.
+# **Exercise 1.** Section 4 measured how aggregation shares the push between a small and a large object.
+# Derive it. A batch holds two images of $N$ pixels, with $k_1$ and $k_2$ foreground pixels, and the
+# prediction is uninformed ($z \equiv 0$). Write `push_ratio(n, k1, k2, per_image)`: the total soft-IoU push
+# $\sum |\partial L/\partial z|$ on image 1's foreground divided by that on image 2's, for the per-image
+# loss and for the batch-pooled one. The check compares your formulas with measured gradient fields.
 
 # %% tags=["exercise"]
-def bce_ratio(n, k):
-    # your code here
-    raise NotImplementedError
-
-
-def soft_iou_ratio(n, k):
+def push_ratio(n, k1, k2, per_image):
     # your code here
     raise NotImplementedError
 
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-def bce_ratio(n, k):
-    return (n - k) / k
-
-
-def soft_iou_ratio(n, k):
-    return (n - k) / (n + k)
+def push_ratio(n, k1, k2, per_image):
+    # At p = 1/2 an image's U is (N + k)/2; each foreground pixel gets sigma'(0) / U = (1/4) / U.
+    if per_image:  # each image its own U (and the same 1/B factor for both)
+        return (k1 / (n + k1)) / (k2 / (n + k2))
+    return k1 / k2  # one U for the batch: the same push per pixel, totals follow the counts
 
 
 # %%
-exercises.check_gradient_balance(bce_ratio, soft_iou_ratio)
+exercises.check_push_ratio(push_ratio)
 
 # %% [markdown]
 # **Exercise 2 (explore).** In the explorer, find a setting where `focal` puts *less* of its push on the
 # foreground than plain `bce`. What state of the prediction is it? (Hint: which side holds the hard
 # pixels?)
-#
+
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
+# *Solution.* Focal loss multiplies BCE's push by $(1 - p_t)^\gamma$, where $p_t$ is the probability of the
+# correct label: it damps the *easy* pixels. It gives the foreground less than BCE when the foreground is
+# the easy side and the hard pixels are background, for instance with the bias at $+3$ (everything
+# predicted foreground): the objects are right with $p \approx 0.95$, the background is confidently wrong.
+# The cell below measures it (5 % foreground): focal's foreground share drops to about 0 while BCE keeps a
+# little. In the accuracy trap (bias $-3$) it is the other way round.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+y_ex = blob_masks(3, 48, 0.05, seed=0).double()
+for bias in (3.0, -3.0):
+    z_ex = synthetic_logits(y_ex, bias=bias, noise=1.0, seed=1)
+    bce_s, focal_s = (gradient_mass(gradient_field(n, z_ex, y_ex), y_ex)["fg_share"] for n in ("bce", "focal"))
+    print(f"bias {bias:+.0f}: foreground share BCE {bce_s:.3f}, focal {focal_s:.3f}")
+    assert (focal_s < bce_s) == (bias > 0)
+
+# %% [markdown]
 # **Exercise 3 (think).** The soft IoU's per-pixel background/foreground ratio is $I/U$. Explain why, at
 # 0.5 % foreground, a good prediction ($p \approx 0.92$ / $0.08$) still has a soft IoU well below 0.5, and
 # what that means for where the gradient goes. (Hint: sum the background probabilities.)
+
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
+# *Solution.* The union counts every background probability: $U = |Y| + \sum_{bg} p_v$ (plus the missed
+# part of the object). On the four 64-pixel images of section 3 at 0.5 % foreground there are 80 object
+# pixels, but about 16,300 background pixels at $p \approx 0.1$ (the margin 2.5 with logit noise 1), so
+# $\sum_{bg} p_v \approx 1{,}700$, twenty times the object. Then $I \approx 72$, $U \approx 1{,}770$ and $J \approx 0.04$,
+# far below 0.5 although every pixel is on the right side of 0.5. By notebook 02, background/foreground
+# push is $\frac{N - |Y|}{|Y|} J \approx 204 \times 0.04 \approx 8$: the foreground gets about 1/9 of the push,
+# the 0.11 of the table. The gradient goes mostly to lowering the many small background probabilities,
+# which is what the soft IoU must do to grow; at low foreground fractions the soft false positives, not
+# the missed object, dominate a good prediction's loss.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+y_ex = blob_masks(4, 64, 0.005, seed=1).double()  # the masks of section 3, 0.5 % foreground
+p_ex = torch.sigmoid(synthetic_logits(y_ex, seed=1, **STATES["good"]))
+I_ex, U_ex = (p_ex * y_ex).sum(), (p_ex + y_ex - p_ex * y_ex).sum()
+n_ex, k_ex = y_ex.numel(), y_ex.sum()
+print(f"|Y| = {k_ex:.0f}, sum of background p = {(p_ex * (1 - y_ex)).sum():.0f}, J = {I_ex / U_ex:.3f}, "
+      f"foreground share before sigma' = {1 / (1 + (n_ex - k_ex) / k_ex * I_ex / U_ex):.3f}")
+assert I_ex / U_ex < 0.1 and 0.08 < 1 / (1 + (n_ex - k_ex) / k_ex * I_ex / U_ex) < 0.14
+
+# %% [markdown]
+# ## References
+#
+# * M. A. Rahman and Y. Wang. Optimizing Intersection-over-Union in Deep Neural Networks for Image
+#   Segmentation. *ISVC 2016*, LNCS 10072, pp. 234-244, Springer, 2016. doi:10.1007/978-3-319-50835-1_22
+# * T.-Y. Lin, P. Goyal, R. Girshick, K. He and P. Dollár. Focal Loss for Dense Object Detection.
+#   *ICCV 2017*. arXiv:1708.02002
+# * F. Milletari, N. Navab and S.-A. Ahmadi. V-Net: Fully Convolutional Neural Networks for Volumetric
+#   Medical Image Segmentation. *3DV 2016*. arXiv:1606.04797 (soft Dice)
+# * M. Berman, A. Rannen Triki and M. B. Blaschko. The Lovász-Softmax Loss: A Tractable Surrogate for the
+#   Optimization of the Intersection-over-Union Measure in Neural Networks. *CVPR 2018*. arXiv:1705.08790

@@ -28,12 +28,17 @@
 #    see it drawn step by step;
 # 3. verify that it is exact at the vertices $\{0,1\}^p$ and convex in between;
 # 4. form the Lovász hinge (binary) and Lovász-softmax (multi-class) losses from error vectors;
-# 5. explain why the batched implementation in `iou_lib` is fast.
+# 5. show that the Lovász hinge is convex in the logits and Lovász-softmax is not, compare the extension
+#    with the soft IoU on two pixels, and explain why training from scratch can stick at the constant
+#    logit $z = 0$;
+# 6. explain why the batched implementation in `iou_lib` is fast.
 
 # %%
 import itertools
 import time
 
+import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 
 from iou_lib import exercises, metrics, relax, viz
@@ -146,6 +151,22 @@ viz.lovasz_steps(errors16, labels16, grad16[order])
 # further down the list; panel 4 ends at the loss value. Writing Algorithm 1 yourself is Exercise 1.
 
 # %% [markdown]
+# **Explore.** A row of 12 pixels, the first four foreground: set each pixel's error with its slider (or
+# pick a preset, or draw random errors) and watch the sort, the increments $g_k$ and the extension's
+# value beside the soft Jaccard loss of the prediction with the same errors ($p_v = |y_v - m_v|$) and the
+# Jaccard loss of that prediction thresholded at 0.5. On 0/1 errors all three agree; in between, which
+# one is larger? The second view draws the Lovász extension and the soft Jaccard loss of two pixels on one
+# colour scale: compare the straight, kinked contours of the one with the smooth ones of the other.
+#
+# *Run the cells above to start the explorer* (a static copy of this page shows a picture of it).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from iou_lib.widgets import LovaszExplorer
+
+LovaszExplorer()
+
+# %% [markdown]
 # ## 4. The hinge and softmax forms
 #
 # **Lovász hinge** (binary). With logits $z_i$ and labels $y_i \in \{0, 1\}$, the hinge error of pixel $i$
@@ -170,7 +191,8 @@ print(f"library {lovasz_hinge(z, y):.6f} = textbook {textbook:.6f};  at logits +
 # $c$ is $m_i(c) = 1 - f_i(c)$ if $c$ is its label and $f_i(c)$ otherwise; the loss averages
 # $\bar\Delta_{J_c}(m(c))$ over the classes present. On one-hot probabilities the errors are 0/1 indicators
 # of the pixels misclassified with respect to $c$, so the loss is exactly $1 - \mathrm{mIoU}$, the check
-# that caught a silently wrong implementation in a widely used library (see DESIGN.md):
+# that would have caught a silently wrong implementation in a widely used library, whose tests never
+# compared the loss with this identity:
 
 # %%
 target = torch.randint(0, 4, (2, 8, 8), generator=g)
@@ -186,11 +208,127 @@ print(f"Lovász-softmax on one-hot predictions {lovasz_softmax(one_hot_logits, t
 # below every foreground error gets nothing. Notebook 03 showed what this does to the gradient field.
 
 # %% [markdown]
-# ## 5. Why the batched implementation is fast
+# ## 5. Convex in the errors, and in the logits?
+#
+# **The Lovász hinge is convex in the logits.** Two facts compose:
+#
+# * each hinge error $m_i(z) = \max(0,\ 1 - z_i (2y_i - 1))$ is a convex function of the logits (the
+#   maximum of two affine functions);
+# * $\bar\Delta_J$ is convex (section 2) and **non-decreasing** in every error: its gradient is the vector of
+#   increments $g_i = \Delta(\{\pi_1..\pi_i\}) - \Delta(\{\pi_1..\pi_{i-1}\})$, and the Jaccard loss never
+#   decreases when a pixel is added to the set of mistakes (a missed object pixel raises $|M|$ at a
+#   fixed union; a false positive raises $|M|$ and $|F \cup M|$ by one, and $(a + 1)/(b + 1) \ge a/b$ for
+#   $a \le b$), so $g_i \ge 0$.
+#
+# A convex, non-decreasing function of convex functions is convex:
+# $\bar\Delta(m(t z + (1-t) z')) \le \bar\Delta(t\, m(z) + (1-t)\, m(z')) \le t\, \bar\Delta(m(z)) + (1-t)\, \bar\Delta(m(z'))$,
+# the first step by monotonicity and the convexity of $m$, the second by the convexity of $\bar\Delta$.
+# So the Lovász hinge, as a function of the logits, has no spurious local minima. Checked on random
+# segments, together with $g \ge 0$:
+
+# %%
+y36 = (torch.rand(1, 1, 6, 6, generator=g) < 0.3).double()
+y36.view(-1)[0] = 1
+for _ in range(300):
+    za, zb = (3 * torch.randn(1, 1, 6, 6, generator=g, dtype=torch.float64) for _ in range(2))
+    t = torch.rand(1, generator=g).item()
+    assert lovasz_hinge(t * za + (1 - t) * zb, y36) <= t * lovasz_hinge(za, y36) + (1 - t) * lovasz_hinge(zb, y36) + 1e-12
+    m = torch.rand(36, generator=g, dtype=torch.float64).requires_grad_(True)
+    (g_m,) = torch.autograd.grad(relax.lovasz_extension(m, lambda M: relax.jaccard_set_loss(M, y36.flatten())), m)
+    assert (g_m >= 0).all()  # non-decreasing in every error
+print("Lovász hinge convex in the logits on 300 random segments; all increments g >= 0")
+
+# %% [markdown]
+# **Lovász-softmax is not convex in the logits.** Its errors are $1 - f_i(c)$ and $f_i(c)$ with the
+# softmax $f$, which is not convex (nor concave) in the logits: with two classes $f_i(c) = \sigma(z_c - z_{c'})$, an
+# S-shaped curve. The extension is still convex in the *errors*; the composition loses it. One pixel
+# of class 0 and two classes is enough: the loss is $1 - \sigma(d)$ with $d = z_0 - z_1$, concave for $d < 0$:
+
+# %%
+one_pixel = torch.zeros(1, 1, 1, dtype=torch.long)  # a single pixel of class 0
+
+
+def softmax_loss(d):
+    return lovasz_softmax(torch.tensor([d, 0.0], dtype=torch.float64).view(1, 2, 1, 1), one_pixel).item()
+
+
+mid, chord = softmax_loss(-2.0), (softmax_loss(-4.0) + softmax_loss(0.0)) / 2
+assert abs(mid - (1 - torch.sigmoid(torch.tensor(-2.0)).item())) < 1e-6  # = 1 - sigma(d)
+assert mid > chord  # above the chord: not convex
+print(f"at d = -2: {mid:.3f} > chord between d = -4 and d = 0: {chord:.3f}")
+
+# %% [markdown]
+# **Soft IoU and the Lovász extension side by side.** Take the two pixels of section 2 (one foreground,
+# one background) and write the soft IoU loss in the same error coordinates, $m_1 = 1 - p_1$ (how much
+# the object is missed) and $m_2 = p_2$ (the false positive): $I = 1 - m_1$, $U = 1 + m_2$, so
+#
+# $$L_{\mathrm{soft}}(m) = 1 - \frac{1 - m_1}{1 + m_2} = \frac{m_1 + m_2}{1 + m_2}, \qquad
+# \bar\Delta(m) = \begin{cases} m_1 & m_1 \ge m_2 \\ (m_1 + m_2)/2 & m_1 < m_2. \end{cases}$$
+#
+# Both take the set values 0, 1, 1/2, 1 at the corners. In between they differ: the extension is
+# piecewise linear with a crease on the diagonal, the soft IoU is smooth and curved, concave along
+# $m_2$ ($\partial^2 L_{\mathrm{soft}}/\partial m_2^2 = -2(1 - m_1)/(1 + m_2)^3 \le 0$), so not convex, and it lies
+# above the extension (the extension is the largest convex function that matches the corners).
+
+# %%
+grid2 = torch.linspace(0, 1, 81, dtype=torch.float64)
+m1, m2 = torch.meshgrid(grid2, grid2, indexing="xy")  # m1 along x, m2 along y
+soft_surface = (m1 + m2) / (1 + m2)
+lovasz_surface = torch.stack([relax.lovasz_extension(torch.stack([a, b]), lambda M: relax.jaccard_set_loss(M, y2))
+                              for a, b in zip(m1.flatten(), m2.flatten(), strict=True)]).view_as(m1)
+assert torch.allclose(lovasz_surface, torch.where(m1 >= m2, m1, (m1 + m2) / 2))  # the cases above
+assert (soft_surface >= lovasz_surface - 1e-12).all()  # soft IoU lies above the convex closure
+corners = [(0, 0), (0, -1), (-1, 0), (-1, -1)]
+assert all(abs(soft_surface[i, j] - lovasz_surface[i, j]) < 1e-12 for i, j in corners)  # equal on the sets
+fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), layout="constrained")
+for ax, (name, surface) in zip(axes, {"soft IoU loss": soft_surface, "Lovász extension": lovasz_surface}.items(),
+                               strict=True):
+    im = ax.imshow(surface, origin="lower", extent=(0, 1, 0, 1), vmin=0, vmax=1, cmap="viridis")
+    ax.contour(grid2, grid2, surface, levels=10, colors="w", linewidths=0.6)
+    ax.set(title=name, xlabel="$m_1$ = 1 - $p_1$ (object pixel missed)", ylabel="$m_2$ = $p_2$ (false positive)")
+fig.colorbar(im, ax=axes, shrink=0.85)
+plt.close(fig)
+fig
+
+# %% [markdown]
+# **Why training from scratch can stick at $z = 0$.** Take a network that outputs the same logit $c$ for
+# every pixel (what a network whose features do not yet separate the classes can do best). With a
+# fraction $f$ of foreground pixels the hinge errors are $1 - c$ on the object and $1 + c$ on the background,
+# and Algorithm 1 gives
+#
+# $$L(c) = \begin{cases} 1 - c & c \le 0 \quad(\text{object errors first: they carry all the weight}) \\
+#                        1 + c\,(1 - 2f) & 0 \le c \le 1 \quad(\text{background errors first}). \end{cases}$$
+#
+# A V with its minimum $L = 1$ at $c = 0$: a **kink**, not a smooth valley. Its slopes, $-1$ and
+# $1 - 2f$, do not shrink near the minimum, so every step away from $z = 0$ is pushed back at full
+# strength; and at $z = 0$ all errors tie, so which pixels get weight is decided by ties and noise, not
+# by the labels. A network at initialisation, whose logits are all near 0, is drawn onto this point and
+# can stay there: loss 1, every probability 0.5, nothing learned. BCE, by contrast, has a smooth minimum
+# among constants at $c = \log\frac{f}{1 - f}$ and a gradient that always carries the labels. This is why
+# Berman et al. advise training with cross-entropy first: after a warm-up the logits already separate the
+# classes, the errors are far from tied, and the hinge refines a ranking instead of creating one.
+# Notebook 06 trains the Lovász hinge both from scratch and after a BCE warm-up, and shows how to
+# recognise a run stuck at this point.
+
+# %%
+y_c = torch.zeros(1, 1, 20, 20, dtype=torch.float64)
+y_c[..., :2, :] = 1  # f = 10 % foreground
+f_c = y_c.mean().item()
+cs = torch.linspace(-3, 1, 81, dtype=torch.float64)  # the hinge formula holds up to c = 1
+const = pd.DataFrame([{"constant logit c": c.item(), "loss": name,
+                       "value": functional(name)(torch.full_like(y_c, c.item()), y_c).item()}
+                      for c in cs for name in ("lovasz_hinge", "bce", "soft_iou")])
+hinge = const[const["loss"] == "lovasz_hinge"].set_index("constant logit c")["value"]
+formula = [1 - c if c <= 0 else 1 + c * (1 - 2 * f_c) for c in hinge.index]
+assert max(abs(hinge.to_numpy() - formula)) < 1e-9 and abs(hinge.idxmin()) < 1e-9 and abs(hinge.min() - 1) < 1e-9
+viz.line_plot(const, "constant logit c", "value", hue="loss", ylabel="loss at a constant logit",
+              marks={"z = 0": 0.0})
+
+# %% [markdown]
+# ## 6. Why the batched implementation is fast
 #
 # The textbook definition calls the set function $p + 1$ times; Algorithm 1 needs one sort and two
-# cumulative sums per image. `iou_lib.losses.lovasz` goes further (see its module docstring and
-# `research/lovasz-speed.md` in the project notes):
+# cumulative sums per image. `iou_lib.losses.lovasz` goes further (its module docstring has the details):
 #
 # * **one sort for the whole batch**: every image's errors become one 1-D integer key (image index, then
 #   the bit pattern of the positive float32 error, which orders like the value), so a single
@@ -236,8 +374,13 @@ torch.set_num_threads(threads)
 #   errors and differencing the Jaccard loss of the growing prefixes (Algorithm 1), $O(p \log p)$.
 # * The Lovász hinge applies it to hinge errors of logits; Lovász-softmax to $|[y = c] - f(c)|$ per class;
 #   on one-hot predictions the latter is exactly $1 - \mathrm{mIoU}$.
-# * Its gradient weights pixels by rank, not by label count; it is typically used to fine-tune a model
-#   trained with cross-entropy (notebook 06 tests this).
+# * The Lovász hinge is convex in the logits (a convex, non-decreasing extension of convex hinge errors);
+#   Lovász-softmax is not (the softmax). On two pixels the extension lies below the smooth, non-convex
+#   soft IoU and agrees with it on the corners.
+# * Among constant predictions the hinge has a kink at $z = 0$ (loss 1): from scratch a network can stay
+#   there. Its authors advise a cross-entropy warm-up; notebook 06 trains the Lovász hinge both from
+#   scratch and after a BCE warm-up.
+# * Its gradient weights pixels by rank, not by label count.
 
 # %% [markdown]
 # ## Exercises
@@ -268,3 +411,34 @@ exercises.check_lovasz_grad(my_lovasz_grad)
 # **Exercise 2 (think).** For an image without foreground, $|F| = 0$ and $\Delta_J(M) = 1$ for every
 # non-empty $M$. What is $\bar\Delta_J(m)$? Which pixels receive a gradient, and what does that mean for
 # false positives on empty images? Compare with the soft IoU's blind spot in notebook 02.
+
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
+# *Solution.* Sorted in decreasing order, the first increment is $g_1 = \Delta(\{\pi_1\}) - \Delta(\emptyset)
+# = 1$ and every later one is $1 - 1 = 0$, so $\bar\Delta_J(m) = m_{\pi_1} = \max_i m_i$: the largest error.
+# Only the pixel with the largest error receives a gradient (weight 1); for the hinge that is the most
+# confident false positive, $\bar\Delta = \max(0, 1 + \max_i z_i)$. False positives on an empty image are
+# therefore penalised, unlike the raw soft IoU whose gradient there is exactly zero, but one pixel at a
+# time: each step lowers only the current worst logit, and the loss reaches 0 only when every logit is
+# at most $-1$.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+empty = torch.zeros(1, 1, 6, 6, dtype=torch.float64)
+z_e = torch.randn(1, 1, 6, 6, generator=g, dtype=torch.float64).requires_grad_(True)
+value_e = lovasz_hinge(z_e, empty)
+(grad_e,) = torch.autograd.grad(value_e, z_e)
+assert torch.isclose(value_e, torch.relu(1 + z_e.max()))  # the largest hinge error
+assert (grad_e != 0).sum() == 1 and grad_e.flatten().argmax() == z_e.flatten().argmax()  # one pixel only
+print(f"empty image: loss {value_e:.3f} = 1 + max z; gradient on {(grad_e != 0).sum().item()} of 36 pixels")
+
+# %% [markdown]
+# ## References
+#
+# * M. Berman, A. Rannen Triki and M. B. Blaschko. The Lovász-Softmax Loss: A Tractable Surrogate for the
+#   Optimization of the Intersection-over-Union Measure in Neural Networks. *CVPR 2018*. arXiv:1705.08790
+# * J. Yu and M. B. Blaschko. The Lovász Hinge: A Novel Convex Surrogate for Submodular Losses. *IEEE
+#   Transactions on Pattern Analysis and Machine Intelligence* 42(3), 2020 (online 2018); first as
+#   "Learning Submodular Losses with the Lovász Hinge", *ICML 2015*. arXiv:1512.07797
+# * L. Lovász. Submodular Functions and Convexity. In *Mathematical Programming: The State of the Art*
+#   (A. Bachem, M. Grötschel, B. Korte, eds.), pp. 235-257, Springer, 1983.
+# * M. A. Rahman and Y. Wang. Optimizing Intersection-over-Union in Deep Neural Networks for Image
+#   Segmentation. *ISVC 2016*, LNCS 10072, pp. 234-244, Springer, 2016. doi:10.1007/978-3-319-50835-1_22
