@@ -149,9 +149,9 @@ PLANS: dict[str, Plan] = {
         batch_size=16,
         width=8,
         depth=3,
-        steps=600,
-        eval_every=30,
-        lr_grid=(1e-3, 3e-3, 1e-2),
+        steps=1000,
+        eval_every=50,
+        lr_grid=(3e-3, 1e-2, 3e-2),
         seeds=(0, 1, 2, 3, 4),
         extra_seeds=(5, 6, 7, 8, 9),
         primary_frac=0.01,
@@ -168,7 +168,7 @@ PLANS: dict[str, Plan] = {
         camvid_lr=3e-3,
         camvid_seeds=(0, 1, 2),
         **_CAMVID,
-        seconds_per_step=0.05,
+        seconds_per_step=0.06,
     ),
     "gpu": Plan(
         name="gpu",
@@ -573,6 +573,20 @@ def run_seconds(plan: Plan, results_dir: Path) -> dict[str, float]:
     return {k: measured.get(k, guess[k]) for k in guess}
 
 
+def convergence_note(results_dir: Path, plan: Plan, study: str) -> str:
+    """``"; curves plateaued in 3 of 4 groups"``: :func:`iou_lib.reporting.convergence` of the stored runs of
+    ``study`` per setting and loss (validation IoU changes by < 0.02 between the last 20 % of evaluations
+    and the 20 % before, on average)."""
+    from iou_lib.reporting import convergence, stored_study
+
+    table, _ = stored_study(study, plan.name, results_dir)
+    if table.empty:
+        return ""
+    by = ("fg_frac", "class_name", "variant", "lr") if study == "lr" else ("fg_frac", "class_name", "variant")
+    conv = convergence(table, by=by)
+    return f"; curves plateaued in {int(conv['plateaued'].sum())} of {len(conv)} groups"
+
+
 def dry_run(plan: Plan, us: Sequence[Unit], results_dir: Path) -> str:
     """The plan as text: runs per study, how many are stored, and an estimated time for the rest (one
     process; from the stored runs' mean wall time once there are some)."""
@@ -593,7 +607,7 @@ def dry_run(plan: Plan, us: Sequence[Unit], results_dir: Path) -> str:
         total_left += left_s
         lines.append(
             f"  {study:14s} {runs:4d} runs in {len(mine):3d} groups, {done:4d} stored, "
-            f"~{left_s / 60:.0f} min left"
+            f"~{left_s / 60:.0f} min left{convergence_note(results_dir, plan, study)}"
         )
     lines.append(
         f"  total          {n_runs(us):4d} runs, ~{total_left / 3600:.1f} h left for one process at "
