@@ -49,6 +49,21 @@
 # | **08 CamVid** | the same questions on real road scenes, rare classes included |
 #
 # 01-05 are theory: fast, no training. 06-08 are experiments: they train models, sized by a profile.
+#
+# ## The experiments, by label
+#
+# Notebooks 06-08 refer to their experiments by these labels. Each states an expectation taken from the
+# literature (see the references below); the notebooks report what the runs actually show, including
+# where it differs.
+#
+# | label | question | expectation from the literature | where |
+# |---|---|---|---|
+# | **E1** | the accuracy trap | predicting all background is $1 - f$ accurate at foreground fraction $f$, with IoU 0 (Rahman & Wang's motivating example) | 01, 06 |
+# | **E2** | core comparison: BCE, soft IoU, soft IoU after BCE, BCE + soft IoU, at threshold 0.5 | IoU-trained models score higher IoU, most at small foreground fractions (Rahman & Wang; Ma et al.) | 06, 08 |
+# | **E3** | from scratch or after a cross-entropy warm-up | an IoU surrogate alone, from scratch, can train worse than cross-entropy; warm-up then fine-tuning, or a mix, does best (Berman et al.; Wang, Ning & Blaschko) | 04, 06, 08 |
+# | **E4** | foreground-fraction sweep | the IoU-loss advantage over BCE grows as the foreground shrinks (the hypothesis van Beers et al. left untested) | 07 |
+# | **E5** | per-image or batch aggregation, and images without foreground | each aggregation wins on the metric it matches ($\mathrm{mIoU}^I$ or $\mathrm{mIoU}^D$); empty images expose the per-image loss's zero gradient | 07 |
+# | **E6** | surrogate shoot-out: soft IoU, soft Dice, Lovász hinge, (weighted) BCE | the metric surrogates are statistically indistinguishable and beat (weighted) BCE on IoU (Eelbode et al.) | 06, 07 |
 
 # %% [markdown]
 # ## Profiles: how big a run is
@@ -154,3 +169,26 @@ losses.available()
 
 # %% [markdown]
 # Start with **01 measuring segmentation**.
+
+# %% [markdown]
+# ## References
+#
+# The works the workbook teaches and tests; each notebook lists the ones it cites.
+#
+# * M. A. Rahman and Y. Wang. Optimizing Intersection-over-Union in Deep Neural Networks for Image
+#   Segmentation. *Advances in Visual Computing (ISVC 2016)*, LNCS 10072, pp. 234-244, Springer, 2016.
+#   doi:10.1007/978-3-319-50835-1_22
+# * M. Berman, A. Rannen Triki and M. B. Blaschko. The Lovász-Softmax Loss: A Tractable Surrogate for the
+#   Optimization of the Intersection-over-Union Measure in Neural Networks. *CVPR 2018*. arXiv:1705.08790
+# * Z. Wang, X. Ning and M. B. Blaschko. Jaccard Metric Losses: Optimizing the Jaccard Index with Soft
+#   Labels. *NeurIPS 2023*. arXiv:2302.05666
+# * T.-Y. Lin, P. Goyal, R. Girshick, K. He and P. Dollár. Focal Loss for Dense Object Detection.
+#   *ICCV 2017*. arXiv:1708.02002
+# * J. Ma et al. Loss Odyssey in Medical Image Segmentation. *Medical Image Analysis* 71:102035, 2021.
+# * T. Eelbode, J. Bertels, M. Berman, D. Vandermeulen, F. Maes, R. Bisschops and M. B. Blaschko.
+#   Optimization for Medical Image Segmentation: Theory and Practice When Evaluating With Dice Score or
+#   Jaccard Index. *IEEE Transactions on Medical Imaging* 39(11), 2020. arXiv:2010.13499
+# * M. van Beers, A. Lindström, E. Okafor and M. A. Wiering. Deep Neural Networks with Intersection over
+#   Union Loss for Binary Image Segmentation. *ICPRAM 2019*, pp. 438-445, SciTePress, 2019.
+# * G. J. Brostow, J. Fauqueur and R. Cipolla. Semantic Object Classes in Video: A High-Definition Ground
+#   Truth Database. *Pattern Recognition Letters* 30(2), pp. 88-97, 2009 (CamVid).

@@ -244,3 +244,17 @@ def my_per_image_iou(pred, target):
 
 # %%
 exercises.check_per_image_iou(my_per_image_iou)
+
+# %% [markdown]
+# ## References
+#
+# * M. A. Rahman and Y. Wang. Optimizing Intersection-over-Union in Deep Neural Networks for Image
+#   Segmentation. *ISVC 2016*, LNCS 10072, pp. 234-244, Springer, 2016. doi:10.1007/978-3-319-50835-1_22
+# * M. Everingham, L. Van Gool, C. K. I. Williams, J. Winn and A. Zisserman. The PASCAL Visual Object
+#   Classes (VOC) Challenge. *International Journal of Computer Vision* 88(2), pp. 303-338, 2010.
+# * Z. Wang, M. Berman, A. Rannen-Triki, P. H. S. Torr, D. Tuia, T. Tuytelaars, L. Van Gool, J. Yu and
+#   M. B. Blaschko. Revisiting Evaluation Metrics for Semantic Segmentation: Optimization and Evaluation of
+#   Fine-grained Intersection over Union. *NeurIPS 2023, Datasets and Benchmarks*. arXiv:2310.19252
+#   (per-image and dataset mIoU).
+# * G. J. Brostow, J. Fauqueur and R. Cipolla. Semantic Object Classes in Video: A High-Definition Ground
+#   Truth Database. *Pattern Recognition Letters* 30(2), pp. 88-97, 2009 (CamVid).
