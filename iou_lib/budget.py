@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -98,12 +99,13 @@ def _device(cfg: TrainConfig) -> torch.device:
     return _config.default_device() if cfg.device == "auto" else torch.device(cfg.device)
 
 
-def step_seconds(cfg: TrainConfig, repeats: int = 3) -> float:
+def step_seconds(cfg: TrainConfig, repeats: int = 5) -> float:
     """Measured seconds of one optimizer step of ``cfg``'s model on one batch of its image size.
 
-    Times ``repeats`` steps after one untimed warm-up step on random data (the loss is cross-entropy:
-    it is a small share of a step), on ``cfg``'s device with bf16 autocast on CUDA as in training. The
-    result is cached for the process, per model shape, batch, image size and device.
+    The median of ``repeats`` timed steps after two untimed warm-up steps (the first steps of a new shape
+    are slow), on random data (the loss is cross-entropy: a small share of a step), on ``cfg``'s device
+    with bf16 autocast on CUDA as in training. The median keeps a moment of load on a shared machine from
+    dominating. The result is cached for the process, per model shape, batch, image size and device.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -132,15 +134,15 @@ def step_seconds(cfg: TrainConfig, repeats: int = 3) -> float:
         loss_fn(logits.float(), y).backward()
         opt.step()
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
+    def timed() -> float:
+        start = time.perf_counter()
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    _measured[key] = (time.perf_counter() - start) / repeats
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    timed(), timed()  # warm-up
+    _measured[key] = statistics.median(timed() for _ in range(repeats))
     return _measured[key]
 
 
