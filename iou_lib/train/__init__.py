@@ -21,6 +21,8 @@ A run is a :class:`TrainConfig` in and, in ``out_dir``, a tidy results table, a 
 * **losses** by registry name, weighted sum (``"0.25*bce+0.75*soft_iou"``, see
   :func:`iou_lib.losses.parse`) or a schedule ``"bce:200,soft_iou"`` (bce for 200 steps, then soft_iou: the
   fine-tuning protocol), see :func:`parse_schedule`; ignored pixels see :mod:`iou_lib.train.objective`.
+* **seeds together**: :func:`fit_group` trains runs that differ only in seed as one grouped network
+  (one kernel per layer for all seeds: what fills a GPU), each with its own data, numbers and folder.
 * **reproducibility**: all randomness (init, epoch permutations, augmentation) comes from ``seed`` and
   the step; a CPU run is deterministic, and a run resumed from its checkpoint (written at every
   validation point) ends with exactly the metrics of the uninterrupted run.
@@ -37,7 +39,7 @@ every validation point (learning curves); ``test`` rows are at ``step = best_ste
 """
 
 from iou_lib.train.config import MIN_STEPS, Budget, DataSpec, TrainConfig, loss_names, parse_schedule
-from iou_lib.train.engine import FitResult, fit
+from iou_lib.train.engine import FitResult, fit, fit_group
 from iou_lib.train.evaluation import evaluate
 from iou_lib.train.files import RESULT_FIELDS, write_rows
 from iou_lib.train.objective import NEUTRAL_LOGIT
@@ -54,6 +56,7 @@ __all__ = [
     "batches",
     "evaluate",
     "fit",
+    "fit_group",
     "loss_names",
     "parse_schedule",
     "write_rows",
