@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {
             "meta": {
                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "command": " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
                 "quick": args.quick,
                 "device": str(device),
                 "device_name": torch.cuda.get_device_name(device)

@@ -79,8 +79,8 @@ def results_block(results: dict) -> str:
     """The generated part of ``benchmarks/RESULTS.md``."""
     return "\n".join(
         [
-            "Produced by `python -m benchmarks --snapshot`, which also writes the table of the README's "
-            "Benchmarks section. " + machine_note(results["meta"]),
+            f"Produced by `{results['meta'].get('command', 'python -m benchmarks --snapshot')}`, which also "
+            "writes the table of the README's Benchmarks section. " + machine_note(results["meta"]),
             "",
             "Targets of this run (medians; the table at the end gives each case):",
             "",

@@ -44,7 +44,7 @@ def test_snapshot_writes_between_markers_and_keeps_the_rest(tmp_path, monkeypatc
     snapshot.write(results, results_md, readme)
     text = results_md.read_text()
     assert "old" not in text and text.endswith("## Training\n\nkept\n") and "## binary: soft_iou" in text
-    assert "python -m benchmarks --snapshot" in text and "lovasz_hinge speed-up" in text
+    assert "Produced by `python -m benchmarks --quick --out" in text and "lovasz_hinge speed-up" in text
     table = readme.read_text()
     assert table.startswith("## Benchmarks\n\nintro\n<!-- benchmarks:start -->\n| loss, shape |")
     assert table.endswith("<!-- benchmarks:end -->\n\nafter\n") and "old" not in table
