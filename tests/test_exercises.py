@@ -331,3 +331,15 @@ def _per_image(p, y, t):
 )
 def test_threshold_choice_names_the_mistake(fn, match):
     _rejects(ex.check_threshold_choice, fn, match)
+
+
+def test_new_checks_report_unfinished_and_unrecognised_answers():
+    def unfinished(*args):
+        raise NotImplementedError
+
+    _rejects(ex.check_paired_interval, unfinished, "Not done yet")
+    _rejects(ex.check_threshold_choice, unfinished, "Not done yet")
+    _rejects(ex.check_tversky, unfinished, "Not done yet")
+    _rejects(
+        ex.check_threshold_choice, lambda vp, vy, tp, ty, g: (0.95, _iou(tp, ty, 0.95)), "Wrong threshold"
+    )
