@@ -235,7 +235,7 @@ def primary_sentence(table: pd.DataFrame) -> str:
     c = contrasts(sub, losses=[PRIMARY["a"]], baselines=[PRIMARY["b"]], metrics=[PRIMARY["metric"]])
     if c.empty:
         return "The primary contrast (soft IoU vs BCE at 1 % foreground) has no paired runs stored yet."
-    return f"Primary contrast (declared before the grid ran): {c.iloc[0]['sentence']}."
+    return f"Primary contrast (pre-declared for the converged grid): {c.iloc[0]['sentence']}."
 
 
 def camvid_summary(table: pd.DataFrame, a: str = "soft_iou", b: str = "bce") -> tuple[pd.DataFrame, str]:
