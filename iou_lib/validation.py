@@ -179,9 +179,9 @@ def _binary_target_ok(target: Tensor, soft: bool) -> Tensor | None:
     if soft or not target.is_floating_point():
         return _inside(target, 0, 1)  # integers: {0, 1} is the range [0, 1]
     # y - y*y is 0 exactly on {0, 1}, non-zero elsewhere (y*y != y after rounding too) and NaN for NaN and
-    # Inf: one fused multiply-add and two reductions, 15x cheaper than ``(y * (1 - y)).any()``.
-    off = torch.addcmul(target, target, target, value=-1)
-    return (off.amax() == 0) & (off.amin() == 0)
+    # Inf; a sum of absolute values is 0 only if every term is (no cancellation, and it cannot round to 0):
+    # three vectorised passes, 15x cheaper than ``(y * (1 - y)).any()`` (and cheaper than amax + amin).
+    return torch.addcmul(target, target, target, value=-1).abs_().sum() == 0
 
 
 def _check_target_values(target: Tensor, soft: bool) -> None:
