@@ -40,10 +40,10 @@
 # |---|---|
 # | **00 welcome** | this page: profiles, device, how widgets and exercises work |
 # | **01 measuring segmentation** | the accuracy trap; IoU, Dice and $D = 2J/(1+J)$; per-image vs dataset IoU; empty masks |
-# | **02 soft IoU** | derive the relaxation, its gradient ($-1/U$, $I/U^2$) and its balance; the empty-image blind spot; soft Dice |
+# | **02 soft IoU** | derive the relaxation, its gradient ($-1/U$, $I/U^2$) and how its balance moves during training; the empty-image blind spot; soft Dice and Tversky |
 # | **03 gradient fields** | per-pixel gradients of six losses on imbalanced masks; an interactive explorer |
-# | **04 Lovász** | submodularity, the Lovász extension, Algorithm 1 step by step, hinge and softmax forms |
-# | **05 soft labels** | why soft Jaccard fails on soft targets and the Jaccard metric loss does not |
+# | **04 Lovász** | submodularity, the Lovász extension, Algorithm 1 step by step, hinge and softmax forms, convexity in the logits, the kink at $z = 0$ |
+# | **05 soft labels** | why soft Jaccard fails on soft targets; the Jaccard metric loss derived, checked as a metric, and trained on smoothed masks |
 # | **06 training losses** | train a small U-Net with each loss; from scratch vs fine-tuning |
 # | **07 imbalance sweep** | where IoU losses beat BCE as the foreground shrinks |
 # | **08 CamVid** | the same questions on real road scenes, rare classes included |
