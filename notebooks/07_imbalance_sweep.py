@@ -32,7 +32,7 @@
 # 4. see the zero-gradient failure of a per-image IoU loss on empty images, and its fixes.
 #
 # As in notebook 06, **LIVE** cells train now (tiny in the `fast` profile: numbers only show the pipeline
-# works) and **STORED** cells show precomputed results with three seeds and their provenance.
+# works) and **STORED** cells show precomputed results over several seeds, with their provenance.
 
 # %%
 import dataclasses
@@ -253,3 +253,40 @@ for data_label, rows in agg.groupby("data", sort=False):
 #    most at 0.5? Which metric, mIoU^D or mIoU^I, shows it?
 # 3. Set `empty_frac=0.8`. When does the batch version start to fail as well? (Hint: a batch of 16 images
 #    with no foreground at all.)
+
+# %% [markdown]
+# **Exercise 4 (checked).** Weighted BCE's best threshold sits far above 0.5 in the tables above; predict
+# where from the loss alone. With positives weighted by $w$ (here $w = (N - |Y|)/|Y|$, 49 at 2 %
+# foreground), a pixel that is foreground with probability $q$ has the expected loss
+# $-w\,q \log p - (1 - q) \log(1 - p)$. Write `weighted_bce_threshold(w)`: the value of the loss-minimising
+# $p$ at $q = 1/2$, i.e. the threshold on a weighted-BCE model that corresponds to 0.5 on a plain one.
+
+# %% tags=["exercise"]
+def weighted_bce_threshold(w):
+    # your code here
+    raise NotImplementedError
+
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def weighted_bce_threshold(w):
+    # d/dp: -w q / p + (1 - q) / (1 - p) = 0  =>  p* = w q / (w q + 1 - q); at q = 1/2: w / (w + 1)
+    return w / (w + 1)
+
+
+# %%
+from iou_lib import exercises  # noqa: E402
+
+exercises.check_weighted_bce_threshold(weighted_bce_threshold)
+
+# %% [markdown]
+# ## References
+#
+# * M. van Beers, A. Lindström, E. Okafor and M. A. Wiering. Deep Neural Networks with Intersection over
+#   Union Loss for Binary Image Segmentation. *ICPRAM 2019*, pp. 438-445, SciTePress, 2019.
+# * M. A. Rahman and Y. Wang. Optimizing Intersection-over-Union in Deep Neural Networks for Image
+#   Segmentation. *ISVC 2016*, LNCS 10072, pp. 234-244, Springer, 2016. doi:10.1007/978-3-319-50835-1_22
+# * Z. Wang, M. Berman, A. Rannen-Triki, P. H. S. Torr, D. Tuia, T. Tuytelaars, L. Van Gool, J. Yu and
+#   M. B. Blaschko. Revisiting Evaluation Metrics for Semantic Segmentation: Optimization and Evaluation of
+#   Fine-grained Intersection over Union. *NeurIPS 2023, Datasets and Benchmarks*. arXiv:2310.19252
+# * T. Eelbode et al. Optimization for Medical Image Segmentation: Theory and Practice When Evaluating With
+#   Dice Score or Jaccard Index. *IEEE Transactions on Medical Imaging* 39(11), 2020. arXiv:2010.13499
