@@ -129,10 +129,10 @@ assert abs(jml.idxmin() - 0.5) < 1e-9 and jml.min() < 1e-9  # minimised, at 0, w
 # 3. $d(x, z) \le d(x, y) + d(y, z)$ (*triangle inequality*).
 #
 # $d(p, y) = 1 - \sum \min(p, y)/\sum \max(p, y)$ on $[0, 1]^n$ (with $d(0, 0) = 0$) is one: it is the weighted
-# Jaccard (Soergel) distance, a metric on non-negative vectors, and Wang, Ning & Blaschko prove the same for
-# their losses. As a loss that matters: property 1 says the only prediction with loss 0 is the target
-# itself, and the triangle inequality says that a prediction close to a teacher that is close to the truth
-# is close to the truth. The soft Jaccard loss fails property 1 as soon as the target is soft: its value
+# Jaccard (Soergel) distance, a metric on non-negative vectors; Wang, Ning & Blaschko name their losses
+# after this property. For a loss it matters: property 1 says the only prediction with loss 0 is the
+# target itself, and the triangle inequality says that a prediction close to a teacher that is close to
+# the truth is close to the truth. The soft Jaccard loss fails property 1 as soon as the target is soft: its value
 # at $p = y$ is not 0. Checked on random soft vectors (some entries exactly 0 or 1):
 
 # %%
