@@ -18,6 +18,8 @@ from matplotlib.figure import Figure
 
 #: Style of every labelled control: a description column wide enough for words, not code names.
 CONTROL_STYLE = {"style": {"description_width": "150px"}, "layout": w.Layout(width="400px")}
+#: Checkboxes: the description is the label beside the box, so no description column.
+CHECKBOX_STYLE = {"indent": False, "layout": w.Layout(width="400px", margin="2px 0 2px 40px")}
 
 
 def png(fig: Figure, dpi: int = 80) -> bytes:

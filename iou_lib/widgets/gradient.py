@@ -40,7 +40,7 @@ from iou_lib import losses as loss_registry
 from iou_lib import viz
 from iou_lib.data.synthetic import blob_masks
 from iou_lib.gradients import accepts, gradient_field, gradient_mass, synthetic_logits
-from iou_lib.widgets._base import CONTROL_STYLE, Explorer, set_applicable
+from iou_lib.widgets._base import CHECKBOX_STYLE, CONTROL_STYLE, Explorer, set_applicable
 
 __all__ = [
     "EXPLORER_LOSSES",
@@ -430,12 +430,14 @@ class GradientExplorer(Explorer):
             value=0.0, min=-5.0, max=2.0, step=0.25, description="bias (< 0: background)", **kw
         )
         self.noise = w.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.25, description="logit noise", **kw)
-        self.empty_image = w.Checkbox(value=False, description="make the last image empty", **kw)
+        self.empty_image = w.Checkbox(value=False, description="make the last image empty", **CHECKBOX_STYLE)
         first = "bce" if "bce" in losses else losses[0]
         second = "soft_iou" if "soft_iou" in losses else losses[-1]
         self.loss_a = w.Dropdown(options=list(losses), value=first, description="left / top loss", **kw)
         self.loss_b = w.Dropdown(options=list(losses), value=second, description="right / bottom loss", **kw)
-        self.per_image = w.Checkbox(value=True, description="per image (off: pool the batch)", **kw)
+        self.per_image = w.Checkbox(
+            value=True, description="per image (off: pool the batch)", **CHECKBOX_STYLE
+        )
         self.smooth = w.FloatLogSlider(
             value=1e-3, base=10, min=-3, max=2, step=0.25, description="smoothing s (region)", **kw
         )
@@ -494,7 +496,8 @@ class GradientExplorer(Explorer):
         top = w.VBox(
             [
                 self.view,
-                w.HBox([w.VBox(data), w.VBox(loss_controls), w.VBox([*descent, self.run, self.progress])]),
+                w.HBox([w.VBox(data), w.VBox(loss_controls)]),
+                w.HBox([w.VBox(descent[:2]), w.VBox([descent[2], self.progress]), self.run]),
             ]
         )
         self.state: FieldState
