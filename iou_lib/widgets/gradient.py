@@ -438,8 +438,11 @@ class GradientExplorer(Explorer):
         self.per_image = w.Checkbox(
             value=True, description="per image (off: pool the batch)", **CHECKBOX_STYLE
         )
-        self.smooth = w.FloatLogSlider(
-            value=1e-3, base=10, min=-3, max=2, step=0.25, description="smoothing s (region)", **kw
+        self.smooth = w.SelectionSlider(  # 0 is the library's default; a log slider cannot reach it
+            options=[0.0, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0],
+            value=0.0,
+            description="smoothing s (region)",
+            **kw,
         )
         self.empty = w.Dropdown(
             options=[
