@@ -134,7 +134,9 @@ def readme_block(results: dict) -> str:
         ),
     ]
     checks = [
-        t for t in results["targets"] if "value checks" in t["target"] and t["case"].startswith("binary")
+        t
+        for t in results["targets"]
+        if t["target"] == report.CHECKS_TARGET and t["case"].startswith("binary")
     ]
     versus_peer = [
         t for t in results["targets"] if t["target"] == "iou_lib.soft_iou time / fastest peer (<= 1)"
