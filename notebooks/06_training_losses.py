@@ -32,7 +32,7 @@
 #    scratch).
 #
 # Experiments E2 (core comparison), E3 (from scratch vs fine-tuning, and the CE+IoU mix) and E6 (surrogate
-# shoot-out) of `research/paper.md`, §3.
+# shoot-out) of the list in notebook 00.
 #
 # **Two kinds of results.** Cells marked **LIVE** train now, at the size of the run profile
 # (`IOU_PROFILE`); in the `fast` profile (CI) they are deliberately tiny, so their numbers are noisy and
@@ -90,7 +90,7 @@ reporting.predictions_side_by_side(x_show, y_show, {})
 # | `weighted_bce` | BCE with positives weighted by (#negatives / #positives) of the batch |
 # | `focal` | focal loss, $\gamma = 2$: down-weights pixels that are already right |
 # | `soft_iou` | Rahman & Wang's soft IoU, pooled over the batch (targets the dataset IoU) |
-# | `soft_dice` | soft Dice (V-Net form) |
+# | `soft_dice` | soft Dice $1 - 2\sum py / (\sum p + \sum y)$ (plain sums, not V-Net's squares; notebook 02) |
 # | `lovasz_hinge` | Lovász hinge, the convex (Lovász) extension of the IoU loss, from scratch |
 # | `bce:k,lovasz_hinge` | a **schedule**: BCE for the first k optimizer steps (a quarter), then the Lovász hinge, as its authors advise |
 # | `0.25*bce+0.75*soft_iou` | a **mix**, the weighting the JDTLosses FAQ recommends |
@@ -287,3 +287,53 @@ for sentence in contrasts["sentence"]:
 # 3. Try the mix `0.5*bce+0.5*soft_dice` and `0.5*focal+0.5*lovasz_hinge` (any registry names combine).
 # 4. Command line: `python -m iou_lib sweep --losses bce soft_iou --fg-fracs 0.02 --seeds 0 1 2 --out
 #    runs/mine`, then `reporting.results_table(iou_lib.experiments.load_results("runs/mine"), COLUMNS)`.
+
+# %% [markdown]
+# **Exercise 5 (checked).** Compute a paired interval yourself. A table of one metric per seed for two
+# losses trained on the same seeds, such as
+#
+# | seed | soft IoU | BCE |
+# |---|---|---|
+# | 0 | 0.41 | 0.30 |
+# | 1 | 0.38 | 0.31 |
+# | 2 | 0.47 | 0.33 |
+#
+# gives two arrays `a` and `b`. Write `my_paired_interval(a, b)` returning `(mean, low, high)`: the mean
+# of the per-seed differences `a - b` and its 95 % Student-t interval. The check names the usual mistakes.
+
+# %% tags=["exercise"]
+def my_paired_interval(a, b):
+    # your code here
+    raise NotImplementedError
+
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def my_paired_interval(a, b):
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)  # one difference per seed
+    half = stats.student_t_quantile(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return d.mean(), d.mean() - half, d.mean() + half
+
+
+# %%
+import numpy as np  # noqa: E402
+
+from iou_lib import exercises, stats  # noqa: E402
+
+exercises.check_paired_interval(my_paired_interval)
+
+# %% [markdown]
+# ## References
+#
+# * M. A. Rahman and Y. Wang. Optimizing Intersection-over-Union in Deep Neural Networks for Image
+#   Segmentation. *ISVC 2016*, LNCS 10072, pp. 234-244, Springer, 2016. doi:10.1007/978-3-319-50835-1_22
+# * M. Berman, A. Rannen Triki and M. B. Blaschko. The Lovász-Softmax Loss: A Tractable Surrogate for the
+#   Optimization of the Intersection-over-Union Measure in Neural Networks. *CVPR 2018*. arXiv:1705.08790
+# * F. Milletari, N. Navab and S.-A. Ahmadi. V-Net: Fully Convolutional Neural Networks for Volumetric
+#   Medical Image Segmentation. *3DV 2016*. arXiv:1606.04797
+# * T.-Y. Lin, P. Goyal, R. Girshick, K. He and P. Dollár. Focal Loss for Dense Object Detection.
+#   *ICCV 2017*. arXiv:1708.02002
+# * Z. Wang, X. Ning and M. B. Blaschko. Jaccard Metric Losses: Optimizing the Jaccard Index with Soft
+#   Labels. *NeurIPS 2023*. arXiv:2302.05666; its code and FAQ (the 0.25 : 0.75 mix) are the JDTLosses
+#   repository, github.com/zifuwanggg/JDTLosses.
+# * T. Eelbode et al. Optimization for Medical Image Segmentation: Theory and Practice When Evaluating With
+#   Dice Score or Jaccard Index. *IEEE Transactions on Medical Imaging* 39(11), 2020. arXiv:2010.13499

@@ -195,3 +195,43 @@ ResultsBrowser(reporting.stored_results("camvid")[0], group="bicyclist")
 # 2. Fine-tune the multi-class model: `loss=f"cross_entropy:{STEPS // 2},lovasz_softmax"`.
 # 3. Run the binary protocol on your own images and masks (`DataSpec(kind="folder", path=...)`, see
 #    `data/README.md`).
+
+# %% [markdown]
+# **Exercise 4 (checked).** Choose a threshold honestly. Write `choose_threshold(val_prob, val_target,
+# test_prob, test_target, grid)`: pick the value of `grid` with the best *validation* dataset IoU (pooled
+# over all pixels; the first on ties) and return it with the test IoU at that threshold. The check uses a
+# test split whose best threshold differs from the validation split's, so it notices tuning on test data.
+
+# %% tags=["exercise"]
+def choose_threshold(val_prob, val_target, test_prob, test_target, grid):
+    # your code here
+    raise NotImplementedError
+
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def choose_threshold(val_prob, val_target, test_prob, test_target, grid):
+    def dataset_iou(prob, target, t):
+        pred = prob > t
+        return ((pred & target).sum() / (pred | target).sum()).item()
+
+    best = max(grid.tolist(), key=lambda t: dataset_iou(val_prob, val_target, t))  # max keeps the first
+    return best, dataset_iou(test_prob, test_target, best)
+
+
+# %%
+from iou_lib import exercises  # noqa: E402
+
+exercises.check_threshold_choice(choose_threshold)
+
+# %% [markdown]
+# ## References
+#
+# * M. A. Rahman and Y. Wang. Optimizing Intersection-over-Union in Deep Neural Networks for Image
+#   Segmentation. *ISVC 2016*, LNCS 10072, pp. 234-244, Springer, 2016. doi:10.1007/978-3-319-50835-1_22
+# * M. Berman, A. Rannen Triki and M. B. Blaschko. The Lovász-Softmax Loss: A Tractable Surrogate for the
+#   Optimization of the Intersection-over-Union Measure in Neural Networks. *CVPR 2018*. arXiv:1705.08790
+# * G. J. Brostow, J. Fauqueur and R. Cipolla. Semantic Object Classes in Video: A High-Definition Ground
+#   Truth Database. *Pattern Recognition Letters* 30(2), pp. 88-97, 2009 (CamVid).
+# * A. Paszke, A. Chaurasia, S. Kim and E. Culurciello. ENet: A Deep Neural Network Architecture for
+#   Real-Time Semantic Segmentation. arXiv:1606.02147, 2016.
+# * M. Cordts et al. The Cityscapes Dataset for Semantic Urban Scene Understanding. *CVPR 2016*.
