@@ -276,7 +276,7 @@ assert one["fg_share_dp"].iloc[0] > 0.45 and one["fg_share_dp"].iloc[-1] < 0.05 
 
 fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
 j = torch.logspace(-3, 0, 200)
-for i, (frac, grp) in enumerate(progress.groupby("fg_frac")):
+for i, (_frac, grp) in enumerate(progress.groupby("fg_frac")):
     f = grp["fg_actual"].iloc[0]
     ax.plot(j, 1 / (1 + (1 - f) / f * j), color=f"C{i}", label=f"{f:.1%} foreground")
     ax.plot(grp["soft_iou"], grp["fg_share_dp"], "o", color=f"C{i}", ms=4)
