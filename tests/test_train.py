@@ -342,3 +342,14 @@ def test_run_grid_trains_seeds_together_and_skips_finished_runs(tmp_path):
     done.clear()
     run_grid(cfgs, tmp_path, on_done=lambda c, r: done.append(r))
     assert done == [None] * 4
+
+
+def test_build_loss_states_the_task_explicitly() -> None:
+    """The engine passes mode= to every loss that takes it, so shapes never decide the task: a binary
+    run's loss refuses a multi-channel prediction instead of pooling its channels."""
+    assert "mode='multiclass'" in repr(build_loss("soft_iou", {}, 3, None))
+    assert "mode='binary'" in repr(build_loss("lovasz_hinge", {}, 1, None))
+    assert "mode='multilabel'" in repr(build_loss("soft_iou", {"soft_iou": {"mode": "multilabel"}}, 1, None))
+    with pytest.raises(ValueError, match="mode='binary'"):
+        logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 2, (2, 3, 8, 8)).float()
+        build_loss("soft_iou", {}, 1, None)(logits, target)

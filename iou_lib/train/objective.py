@@ -27,9 +27,15 @@ NEUTRAL_LOGIT = -50.0
 def build_loss(
     spec: str, options: dict[str, dict[str, Any]], num_classes: int, ignore_index: int | None
 ) -> nn.Module:
-    """The loss module of a spec; multi-class losses with ignored pixels get ``ignore_index``."""
+    """The loss module of a spec. Every loss that takes ``mode`` is told the task (``"binary"`` for one
+    logit, ``"multiclass"`` otherwise) instead of guessing it from shapes; multi-class losses with
+    ignored pixels get ``ignore_index``."""
     names = loss_names(spec)
     opts = {n: dict(o) for n, o in options.items() if n in names}
+    task = "multiclass" if num_classes > 1 else "binary"
+    for n in names:
+        if "mode" in losses.options(n):
+            opts.setdefault(n, {}).setdefault("mode", task)
     if num_classes > 1 and ignore_index is not None:
         for n in names:
             if "ignore_index" not in inspect.signature(losses.functional(n)).parameters:
