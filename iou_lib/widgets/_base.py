@@ -22,6 +22,20 @@ CONTROL_STYLE = {"style": {"description_width": "150px"}, "layout": w.Layout(wid
 CHECKBOX_STYLE = {"indent": False, "layout": w.Layout(width="400px", margin="2px 0 2px 40px")}
 
 
+def fg_frac_slider(value: float) -> w.FloatLogSlider:
+    """The foreground-fraction slider the explorers share: 0.3 % to 50 %, on a log scale."""
+    return w.FloatLogSlider(
+        value=value,
+        base=10,
+        min=-2.5,
+        max=-0.3,
+        step=0.05,
+        readout_format=".3f",
+        description="foreground fraction",
+        **CONTROL_STYLE,
+    )
+
+
 def png(fig: Figure, dpi: int = 80) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()

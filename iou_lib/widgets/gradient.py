@@ -40,7 +40,7 @@ from iou_lib import losses as loss_registry
 from iou_lib import viz
 from iou_lib.data.synthetic import blob_masks
 from iou_lib.gradients import accepts, gradient_field, gradient_mass, synthetic_logits
-from iou_lib.widgets._base import CHECKBOX_STYLE, CONTROL_STYLE, Explorer, set_applicable
+from iou_lib.widgets._base import CHECKBOX_STYLE, CONTROL_STYLE, Explorer, fg_frac_slider, set_applicable
 
 __all__ = [
     "EXPLORER_LOSSES",
@@ -412,16 +412,7 @@ class GradientExplorer(Explorer):
         self._remembered: dict[str, bool] = {}
         kw = CONTROL_STYLE
         # The foreground-fraction slider comes first: the browser test moves the first slider.
-        self.fg_frac = w.FloatLogSlider(
-            value=0.012,
-            base=10,
-            min=-2.5,
-            max=-0.3,
-            step=0.05,
-            readout_format=".3f",
-            description="foreground fraction",
-            **kw,
-        )
+        self.fg_frac = fg_frac_slider(0.012)
         self.n_objects = w.IntSlider(value=2, min=1, max=12, description="objects (fewer: bigger)", **kw)
         self.confidence = w.FloatSlider(
             value=0.0, min=-4.0, max=4.0, step=0.25, description="confidence (margin)", **kw

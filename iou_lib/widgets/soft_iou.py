@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from iou_lib.widgets._base import CONTROL_STYLE, Explorer
+from iou_lib.widgets._base import CONTROL_STYLE, Explorer, fg_frac_slider
 
 __all__ = ["SoftIoUExplorer", "SoftIoUPoint", "soft_iou_point"]
 
@@ -118,16 +118,7 @@ class SoftIoUExplorer(Explorer):
         self.p_bg = w.FloatSlider(
             value=0.5, min=0, max=1, step=0.01, description="p on background", **CONTROL_STYLE
         )
-        self.fg_frac = w.FloatLogSlider(
-            value=0.01,
-            base=10,
-            min=-2.5,
-            max=-0.3,
-            step=0.05,
-            readout_format=".3f",
-            description="foreground fraction",
-            **CONTROL_STYLE,
-        )
+        self.fg_frac = fg_frac_slider(0.01)
         self.controls = [self.p_fg, self.p_bg, self.fg_frac]
         self.point: SoftIoUPoint
         self._finish(w.HBox([w.VBox(self.controls[:2]), self.fg_frac]))
