@@ -29,6 +29,7 @@ import pandas as pd
 from iou_lib.stats import student_t_quantile, summarize  # re-exported: moved to iou_lib.stats
 from iou_lib.train import RESULT_FIELDS, TrainConfig, loss_names, write_rows
 from iou_lib.train.engine import fit_group
+from iou_lib.train.runtime import select_device
 
 __all__ = ["grid_configs", "load_results", "run_grid", "student_t_quantile", "summarize"]
 
@@ -82,15 +83,20 @@ def run_grid(
     out_dir: str | Path,
     on_done: Any = None,
     progress: bool = True,
-    seeds_together: bool = True,
+    seeds_together: bool | None = None,
 ) -> pd.DataFrame:
     """Run ``configs`` (skipping finished ones) and write the combined ``out_dir/results.csv``.
 
     With ``seeds_together`` the unstarted runs that differ only in seed are trained as one group
     (:func:`iou_lib.train.engine.fit_group`: one grouped network, each seed its own data, numbers and
-    folder); runs with a checkpoint resume one at a time. ``on_done(config, result_or_None)`` is called
-    after each run (``None`` when it was skipped); ``progress=False`` turns the progress bars off.
+    folder); runs with a checkpoint resume one at a time. The default (``None``) groups seeds on a GPU,
+    where one small U-Net leaves the device idle, and not on a CPU, where a grouped convolution does the
+    same arithmetic as S small ones but misses oneDNN's fast channels_last kernels (measured in
+    ``benchmarks/RESULTS.md``). ``on_done(config, result_or_None)`` is called after each run (``None``
+    when it was skipped); ``progress=False`` turns the progress bars off.
     """
+    if seeds_together is None:
+        seeds_together = any(select_device(c.device).type == "cuda" for c in configs)
     todo: dict[str, list[TrainConfig]] = {}
     for cfg in configs:
         if cfg.out_dir is None:

@@ -335,13 +335,36 @@ def test_run_grid_trains_seeds_together_and_skips_finished_runs(tmp_path):
     cfgs = grid_configs(base, ["bce", "soft_iou"], None, [0, 1], tmp_path)
     done = []
     table = run_grid(
-        cfgs, tmp_path, on_done=lambda c, r: done.append((c.name, r and r.summary["seeds_together"]))
+        cfgs,
+        tmp_path,
+        on_done=lambda c, r: done.append((c.name, r and r.summary["seeds_together"])),
+        seeds_together=True,
     )
     assert sorted(done) == sorted((c.name, 2) for c in cfgs)  # two groups of two seeds
     assert set(table["run"]) == {c.name for c in cfgs} and "step" in table
     done.clear()
     run_grid(cfgs, tmp_path, on_done=lambda c, r: done.append(r))
     assert done == [None] * 4
+
+
+def test_run_grid_groups_seeds_on_gpu_only_by_default(tmp_path):
+    """On a CPU the default trains seeds one at a time (oneDNN's channels_last kernels beat a grouped
+    convolution there); the engine's models and batches are channels_last on every device."""
+    from iou_lib.experiments import grid_configs, run_grid
+
+    base = TrainConfig(TINY, steps=4, eval_every=2, width=4, device="cpu", progress=False)
+    done = []
+    run_grid(
+        grid_configs(base, ["bce"], None, [0, 1], tmp_path),
+        tmp_path,
+        on_done=lambda c, r: done.append(r.summary["seeds_together"]),
+    )
+    assert done == [1, 1]
+    res = fit(dataclasses.replace(base, out_dir=str(tmp_path / "one")))
+    assert any(
+        p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        for p in res.model.parameters()
+    )
 
 
 def test_build_loss_states_the_task_explicitly() -> None:

@@ -200,9 +200,8 @@ def setup(configs: list[TrainConfig]) -> Run:
         states.append(build_model(c.model, 3, num_classes, c.width, c.depth, c.norm).state_dict())
     model = build_model(config.model, 3, num_classes, config.width, config.depth, config.norm, len(configs))
     model.load_state_dict(stack_states(states))
-    model = model.to(device)
+    model = model.to(device, memory_format=torch.channels_last)  # see runtime.to_device
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     optimizer = OPTIMIZERS[config.optimizer](
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -281,7 +280,7 @@ def batch_at(run: Run, m: Member, step: int) -> tuple[Tensor, Tensor]:
         crop = (m.config.data.crop,) * 2 if m.config.data.crop else None
         gen = torch.Generator().manual_seed(m.config.seed * 1_000_003 + step * 7919 + run.dist.rank)
         x, y = augment(x, y, gen, crop)
-    return to_device(x, y, run.device, channels_last=run.device.type == "cuda")
+    return to_device(x, y, run.device)
 
 
 def train_step(run: Run, xs: list[Tensor], ys: list[Tensor]) -> Tensor:

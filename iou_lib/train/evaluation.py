@@ -91,7 +91,7 @@ def evaluate_groups(
     model.eval()
     try:
         for x, y in data:
-            x, y = to_device(x, y, device, channels_last=device.type == "cuda")
+            x, y = to_device(x, y, device)
             with autocast(device, amp):
                 logits = model(x)
             logits = logits.float().unflatten(1, (groups, num_classes))
