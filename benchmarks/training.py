@@ -19,6 +19,7 @@ contender alike; the *ratios* are the result, absolute numbers depend on the mac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import os
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,7 +38,7 @@ import torch
 
 from iou_lib.data.synthetic import SyntheticSegmentation
 from iou_lib.models import build_model
-from iou_lib.train import DataSpec, TrainConfig, batches, engine, evaluate
+from iou_lib.train import DataSpec, TrainConfig, batches, engine, evaluate, runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK_START, MARK_END = "<!-- training:start -->", "<!-- training:end -->"
@@ -119,16 +120,40 @@ def _fast_config(seed: int = 0, **kw: Any) -> TrainConfig:
     )
 
 
+@contextlib.contextmanager
+def contiguous_layout() -> Iterator[None]:
+    """The engine as it was before channels_last on CPU: NCHW models and batches (for runs set up inside)."""
+    runtime.MEMORY_FORMAT = torch.contiguous_format
+    try:
+        yield
+    finally:
+        runtime.MEMORY_FORMAT = torch.channels_last
+
+
+def _nchw(fn: Callable[[], Any]) -> Callable[[], Any]:
+    def call() -> Any:
+        with contiguous_layout():
+            return fn()
+
+    return call
+
+
 def training_throughput(rounds: int, steps: int) -> list[str]:
+    """Images/s of training steps: one seed NCHW (before), one seed channels_last (the engine's layout on
+    every device now), five seeds as one grouped network (how the engine trains seeds on a GPU)."""
+    with contiguous_layout():
+        before = engine.setup([_fast_config()])
     single = engine.setup([_fast_config()])
     group = engine.setup([_fast_config(s) for s in range(5)])
     contenders = {
-        "1 seed": lambda: engine.train_until(single, single.step + steps),
-        "5 seeds together": lambda: engine.train_until(group, group.step + steps),
+        "1 seed, NCHW (before)": _nchw(lambda: engine.train_until(before, before.step + steps)),
+        "1 seed, channels_last": lambda: engine.train_until(single, single.step + steps),
+        "5 seeds together (grouped convolutions)": lambda: engine.train_until(group, group.step + steps),
     }
     times = interleaved(contenders, rounds)
     lines = ["| training | s per step | images/s per seed | images/s, all seeds |", "|---|---:|---:|---:|"]
-    for name, seeds in (("1 seed", 1), ("5 seeds together", 5)):
+    for name in contenders:
+        seeds = 5 if name.startswith("5 seeds") else 1
         per_step = statistics.median(times[name]) / steps
         per_seed = 16 / per_step
         lines.append(f"| {name} | {per_step:.3f} | {per_seed:.1f} | {seeds * per_seed:.1f} |")
@@ -138,6 +163,7 @@ def training_throughput(rounds: int, steps: int) -> list[str]:
 def whole_runs(baseline: ModuleType | None) -> list[str]:
     contenders: dict[str, Callable[[], Any]] = {
         "this engine, 1 run (200 steps, 10 validation passes)": lambda: engine.fit_group([_fast_config()]),
+        "this engine, 1 run, NCHW (before)": _nchw(lambda: engine.fit_group([_fast_config()])),
         "this engine, 5 seeds together": lambda: engine.fit_group([_fast_config(s) for s in range(5)]),
     }
     if baseline is not None:

@@ -52,3 +52,20 @@ def test_snapshot_writes_between_markers_and_keeps_the_rest(tmp_path, monkeypatc
     assert row.count(" ms") == 4  # ours, checks off, plain autograd, fastest peer
     with pytest.raises(SystemExit):
         main(["--quick", "--snapshot"])  # a smoke run never overwrites the committed snapshot
+
+
+def test_training_benchmark_compares_layouts_and_restores_the_engine():
+    """``python -m benchmarks.training``'s throughput table has its three rows (NCHW before, channels_last,
+    grouped seeds) and leaves the engine's layout as it found it."""
+    from benchmarks import training
+    from iou_lib.train import runtime
+
+    lines = training.training_throughput(rounds=1, steps=1)
+    rows = [line.split("|")[1].strip() for line in lines[2:]]
+    assert rows == [
+        "1 seed, NCHW (before)",
+        "1 seed, channels_last",
+        "5 seeds together (grouped convolutions)",
+    ]
+    assert all(float(line.split("|")[3]) > 0 for line in lines[2:])  # images/s per seed
+    assert runtime.MEMORY_FORMAT == torch.channels_last

@@ -7,6 +7,7 @@ import torch
 
 import iou_lib
 from iou_lib import validation as v
+from iou_lib.losses import soft_iou
 
 
 def test_binary_inputs_flatten_and_drop_the_channel():
@@ -82,3 +83,47 @@ ONES, MC, LONG = torch.ones(2, 3), torch.ones(2, 3, 4), torch.ones(2, 4).long()
 def test_errors_name_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# values a float mask holds by mistake (a 0/255 mask, a resized mask, NaN, ...) beside 0 and 1
+_ODD = [0.5, 0.01, 0.99, 1 + 2**-10, 2.0, 255.0, -1.0, -(2**-149), float("nan"), float("inf"), -float("inf")]
+# values within float rounding of 0 or 1: the fast check lets them through (documented), the loss then
+# treats them as the soft labels they are, within rounding of the binary loss
+_NEAR = [1e-30, 2**-149, 1 - 2**-24]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("odd", _ODD + _NEAR)
+def test_float_target_check(dtype, odd):
+    """The two-reduction check of a float target (integer aminmax of the bits, sum against dot) rejects
+    every odd value hidden in a binary mask, with the exact check's error; -0.0 fails the fast check and
+    the exact one accepts it, so the loss runs."""
+    gen = torch.Generator().manual_seed(0)
+    y = (torch.rand(3, 1, 17, 19, generator=gen) > 0.7).to(dtype)
+    z = torch.randn(y.shape, generator=gen)
+    assert bool(v._float_binary(y))
+    binary_loss = soft_iou(z, y)
+    at = int((y.view(-1) == (1 if odd > 0.5 else 0)).nonzero()[0])  # odd replaces its nearest binary value
+    y.view(-1)[at] = odd
+    exact = bool(((y == 0) | (y == 1)).all())
+    if exact:  # odd rounds to 0, -0.0 or 1 in this dtype
+        soft_iou(z, y)
+    elif odd in _NEAR and bool(v._float_binary(y)):  # float32 lets these pass, float64 catches 1 - 2**-24
+        assert dtype == torch.float32 or odd != 1 - 2**-24
+        assert soft_iou(z, y).item() == pytest.approx(binary_loss.item(), abs=1e-6)
+    else:
+        assert not bool(v._float_binary(y))
+        with pytest.raises(ValueError, match="only 0 and 1"):
+            soft_iou(z, y)
+    y.view(-1)[at] = 1 if odd > 0.5 else 0
+    y.view(-1)[int((y.view(-1) == 0).nonzero()[0])] = -0.0
+    assert not bool(v._float_binary(y))
+    assert soft_iou(z, y).item() == pytest.approx(binary_loss.item(), abs=1e-6)  # accepted by the exact check
+
+
+def test_float_target_check_on_views():
+    """A non-contiguous target (a strided view) is checked on its values, not its storage."""
+    base = torch.full((4, 8), 0.5)
+    base[:, ::2] = 1.0
+    assert bool(v._float_binary(base[:, ::2]))
+    assert not bool(v._float_binary(base))

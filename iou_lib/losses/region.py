@@ -179,7 +179,11 @@ class _SigmoidTversky(torch.autograd.Function):
         ctx: Any, z: Tensor, y: Tensor, per_image: bool, weights: tuple[float, float, float], empty: EmptyRule
     ) -> tuple[Tensor, Tensor]:
         p = torch.sigmoid(z)
-        inter, sum_p, sum_y = _pool(per_image, torch.linalg.vecdot(p, y), p.sum(2), y.sum(2))
+        if per_image or z.shape[1] > 1:
+            inter, sum_p, sum_y = _pool(per_image, torch.linalg.vecdot(p, y), p.sum(2), y.sum(2))
+        else:  # one unit, the whole batch: a BLAS dot, without vecdot's full-size product
+            p_flat, y_flat = p.reshape(-1), y.reshape(-1)
+            inter, sum_p, sum_y = (t.view(1, 1) for t in (torch.dot(p_flat, y_flat), p.sum(), y.sum()))
         n_pixels = z.shape[2] * (1 if per_image else z.shape[0])
         loss, d_inter, d_sum_p = _tversky_terms(inter, sum_p, sum_y, n_pixels, weights, empty)
         ctx.save_for_backward(p, y, d_inter, d_sum_p)

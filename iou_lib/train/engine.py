@@ -32,7 +32,7 @@ from iou_lib.data import load_splits
 from iou_lib.data.base import InMemorySegmentation
 from iou_lib.data.transforms import augment
 from iou_lib.models import build_model, stack_states, unstack_state
-from iou_lib.train import files
+from iou_lib.train import files, runtime
 from iou_lib.train.config import OPTIMIZERS, Budget, TrainConfig
 from iou_lib.train.evaluation import collapse_hint, evaluate_groups
 from iou_lib.train.objective import build_loss, loss_inputs
@@ -200,7 +200,7 @@ def setup(configs: list[TrainConfig]) -> Run:
         states.append(build_model(c.model, 3, num_classes, c.width, c.depth, c.norm).state_dict())
     model = build_model(config.model, 3, num_classes, config.width, config.depth, config.norm, len(configs))
     model.load_state_dict(stack_states(states))
-    model = model.to(device, memory_format=torch.channels_last)  # see runtime.to_device
+    model = model.to(device, memory_format=runtime.MEMORY_FORMAT)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     optimizer = OPTIMIZERS[config.optimizer](

@@ -92,9 +92,13 @@ def batches(
         yield dataset.batch(idx[start : start + batch_size])
 
 
+# The layout of the engine's models and batches on every device: oneDNN's convolutions on CPU and cuDNN's
+# on CUDA are faster in channels_last (about 1.4x per training step of the small U-Nets on one CPU thread,
+# ``python -m benchmarks.training``, which sets this to ``torch.contiguous_format`` for its "before" rows).
+MEMORY_FORMAT = torch.channels_last
+
+
 def to_device(x: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Move a batch to ``device``, images channels_last: the models are channels_last on every device
-    (oneDNN's convolutions on CPU and cuDNN's on CUDA are faster in that layout; about 1.4x per training
-    step of the small U-Nets on one CPU thread, see ``benchmarks/RESULTS.md``)."""
-    x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    """Move a batch to ``device``, images in :data:`MEMORY_FORMAT`."""
+    x = x.to(device, non_blocking=True).contiguous(memory_format=MEMORY_FORMAT)
     return x, y.to(device, non_blocking=True)
