@@ -22,6 +22,13 @@ the precision-recall curve) is :math:`AP = \\sum_k (R_k - R_{k+1}) P_k` over the
 ``binary_average_precision`` with these thresholds (pixels with equal scores are one point of the curve);
 the exact AP differs from it only through pixels that share a bin.
 
+**Calibration** comes from the same counts: the fine bins are grouped by the probability at their centre
+into :data:`CALIBRATION_BINS` equal-width bins :math:`[0, 0.1), \\dots, [0.9, 1]`; bin :math:`b` holds
+:math:`n_b` pixels, a share :math:`f_b` of them foreground, at mean confidence :math:`c_b` (the
+count-weighted centres of its fine bins, within half a fine bin, :math:`\\le 0.005`, of the exact mean),
+and the expected calibration error is :math:`ECE = \\sum_b (n_b / n)\\,|f_b - c_b|` (torchmetrics'
+``binary_calibration_error`` with 10 bins, up to that rounding and pixels that a bin boundary splits).
+
 >>> z = torch.tensor([[[-3.0, 0.2], [2.0, -0.1]]])  # one 2x2 image of logits
 >>> y = torch.tensor([[[0, 1], [1, 0]]])
 >>> h = ThresholdHistogram()
@@ -40,9 +47,18 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["P_MIN", "THRESHOLD_LOGITS", "ThresholdCurves", "ThresholdHistogram", "threshold_logits"]
+__all__ = [
+    "CALIBRATION_BINS",
+    "P_MIN",
+    "THRESHOLD_LOGITS",
+    "ThresholdCurves",
+    "ThresholdHistogram",
+    "threshold_logits",
+]
 
 P_MIN = 0.001
+CALIBRATION_BINS = 10
+"""Equal-width probability bins of the reliability diagram and the expected calibration error."""
 
 
 def threshold_logits(n_per_side: int = 200, p_min: float = P_MIN) -> Tensor:
@@ -69,7 +85,10 @@ class ThresholdCurves:
     ``thresholds``: the grid as probabilities; ``iou_d``/``iou_i``: data-set and mean per-image IoU at
     each; ``ap``: average precision; ``pixel_acc``: accuracy at each threshold; ``mid_frac``: share of
     pixels with p in [0.4, 0.6] (grid thresholds nearest to them); ``logit_sd``: standard deviation of
-    all logits (clamped to the grid's range); ``fg_frac``: share of foreground pixels.
+    all logits (clamped to the grid's range); ``fg_frac``: share of foreground pixels. Calibration (see
+    the module docstring): per probability bin, the mean confidence ``calib_conf``, the observed
+    foreground share ``calib_freq`` (both NaN for an empty bin) and the share of pixels ``calib_share``;
+    ``ece``: the expected calibration error.
     """
 
     thresholds: list[float]
@@ -80,6 +99,10 @@ class ThresholdCurves:
     mid_frac: float
     logit_sd: float
     fg_frac: float
+    calib_conf: list[float]
+    calib_freq: list[float]
+    calib_share: list[float]
+    ece: float
 
     def index(self, p: float) -> int:
         """Index of the grid threshold nearest to probability ``p``."""
@@ -185,6 +208,8 @@ class ThresholdHistogram:
         )
         mean = self.moments[0] / n
         var = (self.moments[1] / n - mean * mean).clamp_min(0)
+        conf, freq, share = _reliability(hist, self.edges.double())
+        ece = float(torch.nansum(share * (freq - conf).abs()))
         return ThresholdCurves(
             thresholds=torch.sigmoid(self.edges.double()).tolist(),
             iou_d=iou_d.tolist(),
@@ -194,6 +219,10 @@ class ThresholdHistogram:
             mid_frac=float(hist[:, lo : hi + 1].sum() / n),
             logit_sd=float(var.sqrt()),
             fg_frac=float(n_fg / n),
+            calib_conf=conf.tolist(),
+            calib_freq=freq.tolist(),
+            calib_share=share.tolist(),
+            ece=ece,
         )
 
 
@@ -203,3 +232,24 @@ def _counts(hist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     tp, fp = above[..., 1, :], above[..., 0, :]
     fn = hist[..., 1, :].sum(-1, keepdim=True) - tp
     return tp, fp, fn
+
+
+def _reliability(hist: Tensor, edges: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean confidence, foreground share and share of pixels per calibration bin, from the fine
+    histograms ``(2, T + 1)`` over the grid ``edges`` (a fine bin goes where its centre's probability
+    falls; the two open-ended tail bins are centred half a step beyond the grid)."""
+    half = (edges[1] - edges[0]) / 2
+    centre = torch.sigmoid(torch.cat([edges[:1] - half, edges[:-1] + half, edges[-1:] + half]))
+    coarse = (centre * CALIBRATION_BINS).long().clamp_(max=CALIBRATION_BINS - 1)
+    count = hist.sum(0)
+    sums = torch.zeros(3, CALIBRATION_BINS, dtype=torch.float64, device=hist.device)
+    for row, values in enumerate((count, hist[1], count * centre)):
+        sums[row].index_add_(0, coarse, values)
+    n, fg, conf_sum = sums
+    empty = n == 0
+    per = n.clamp_min(1)
+    return (
+        torch.where(empty, math.nan, conf_sum / per),
+        torch.where(empty, math.nan, fg / per),
+        n / count.sum(),
+    )

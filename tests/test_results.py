@@ -36,8 +36,23 @@ def test_plan_lists_the_primary_contrast_first_and_each_run_once():
         ("primary", "soft_iou", 0.01),
         ("primary", "bce", 0.01),
     ]
+    # the calibration study re-trains three losses at 1 % (fresh runs, in their own run folders)
+    calibration = [u for u in seeded if u.study == "calibration"]
+    assert seeded[2:5] == calibration and {u.variant.loss for u in calibration} == {
+        "bce",
+        "weighted_bce",
+        "soft_iou",
+    }
+    cfg = make_results.config_for(plan, calibration[0], 0, 0.01, Path("runs"))
+    assert Path(cfg.out_dir).parent == Path("runs/calibration")
+    seeded = seeded[:2] + seeded[5:]
     assert seeded[2].study == "imbalance" and seeded[2].fg_frac == 0.01 and len(seeded[2].seeds) == 5
-    keys = [(u.data, u.variant, u.fg_frac, u.class_name, u.lr, s) for u in units for s in u.seeds]
+    keys = [
+        (u.data, u.variant, u.fg_frac, u.class_name, u.lr, s)
+        for u in units
+        for s in u.seeds
+        if u not in calibration
+    ]
     assert len(keys) == len(set(keys))  # shared runs (BCE at 1 % in three studies) are listed once
     # imbalance: 4 losses x 6 fractions x 5 seeds (+5 seeds at 1 %), less the 10 primary runs
     assert make_results.n_runs([u for u in units if u.study == "imbalance"]) == 4 * 6 * 5 + 4 * 5 - 10
@@ -81,6 +96,9 @@ def test_learning_rate_is_chosen_on_validation_once_every_rate_is_stored(tmp_pat
     copied = pd.read_csv(make_results.stored_path(tmp_path, plan, "primary", ready.run_id(0, ready.lr)))
     assert copied["study"].tolist() == ["primary"]
     assert not make_results.copy_stored(tmp_path, plan, ready, ready.run_id(1, ready.lr))
+    # the calibration study trains afresh: it never copies a stored run
+    fresh = Unit("calibration", "synthetic", v, (0,), plan.primary_frac, lr=ready.lr)
+    assert not make_results.copy_stored(tmp_path, plan, fresh, fresh.run_id(0, ready.lr))
 
 
 def test_reduce_rows_keeps_curves_tests_and_the_summary():

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from torchmetrics.functional.classification import binary_average_precision
+from torchmetrics.functional.classification import binary_average_precision, binary_calibration_error
 
 from iou_lib.metrics import IoUAccumulator
-from iou_lib.thresholds import THRESHOLD_LOGITS, ThresholdHistogram, threshold_logits
+from iou_lib.thresholds import CALIBRATION_BINS, THRESHOLD_LOGITS, ThresholdHistogram, threshold_logits
 from iou_lib.train import evaluate
 from iou_lib.train.evaluation import collapse_hint
 
@@ -63,6 +63,31 @@ def test_ap_equals_torchmetrics(seed):
     # the exact AP (every pixel its own threshold) differs only through pixels sharing a bin
     exact = float(binary_average_precision(prob.flatten(), target.flatten()))
     assert abs(ap - exact) < 0.005
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+@pytest.mark.parametrize("shift", [-4.0, 0.0, 3.0])  # over-, well- and under-confident foreground
+def test_calibration_equals_torchmetrics_and_the_binned_pixels(seed, shift):
+    """ECE from the fine histograms equals torchmetrics' 10-bin ECE within the binning error (centres of
+    the fine bins, <= 0.005), and each bin's foreground share and mean confidence match the pixels whose
+    probability falls in it, as far as a fine bin cut by a bin edge lets them."""
+    logits, target = _data(seed)
+    logits = logits + shift
+    hist = ThresholdHistogram()
+    hist.update(logits, target)
+    c = hist.compute()
+    prob = torch.sigmoid(logits.double()).flatten()
+    ref = float(binary_calibration_error(prob.float(), target.flatten(), n_bins=CALIBRATION_BINS))
+    assert c.ece == pytest.approx(ref, abs=0.006)
+    assert sum(c.calib_share) == pytest.approx(1.0)
+    which = (prob * CALIBRATION_BINS).long().clamp(max=CALIBRATION_BINS - 1)
+    for b in range(CALIBRATION_BINS):
+        inside = which == b
+        if inside.sum() < 200:  # too few pixels for a boundary pixel not to matter
+            continue
+        assert c.calib_share[b] == pytest.approx(float(inside.double().mean()), abs=0.01)
+        assert c.calib_conf[b] == pytest.approx(float(prob[inside].mean()), abs=0.01)
+        assert c.calib_freq[b] == pytest.approx(float(target.flatten()[inside].double().mean()), abs=0.05)
 
 
 def test_constant_predictor_is_collapsed_with_a_hint():

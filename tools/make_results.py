@@ -9,6 +9,10 @@ Studies (``--only`` takes these names; the order below is the order they run in,
   then used for that loss at every foreground fraction. Searched lazily: a loss's search runs just before
   its first seeded run;
 * ``primary`` - the pre-declared primary contrast: soft IoU vs BCE at 1 % foreground, IoU at 0.5;
+* ``calibration`` (06) - bce, weighted_bce and soft_iou at 1 %, 5 seeds, trained afresh (not shared with
+  the other studies) so that every run records the reliability diagram and the expected calibration
+  error of its test predictions (``ece``, ``calib_*``; runs stored before the engine measured them lack
+  them). Their other metrics double as a reproducibility check of the same configurations elsewhere;
 * ``imbalance`` (07) - bce, weighted_bce, soft_iou and ``0.25*bce+0.75*soft_iou`` at foreground fractions
   0.5 ... 0.005, 5 seeds (10 at 1 % when the plan says so);
 * ``shootout`` (06) - every registered binary loss at 2 % and 1 %: batch-pooled, plus the per-image variant
@@ -47,7 +51,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDIES = ("lr", "primary", "imbalance", "shootout", "camvid_binary", "camvid_multi")
+STUDIES = ("lr", "primary", "calibration", "imbalance", "shootout", "camvid_binary", "camvid_multi")
+FRESH = ("calibration",)  # studies that train their runs afresh, in their own run folders
+CALIBRATION = ("bce", "weighted_bce", "soft_iou")
 PRIMARY = ("soft_iou", "bce")  # the pre-declared primary contrast: soft IoU - BCE at 1 %, IoU at 0.5
 # rows kept from a run: learning curves (train loss, validation metrics) and every test metric
 KEEP = {"train": ("loss", "lr"), "val": ("miou_d", "miou_d@tuned", "threshold@tuned", "ap")}
@@ -265,6 +271,8 @@ def units(plan: Plan, studies: Sequence[str] = STUDIES) -> list[Unit]:
         out += [Unit("lr", "synthetic", v, (main[0],), p, lr=lr) for v in losses for lr in plan.lr_grid]
     if "primary" in studies:
         out += [Unit("primary", "synthetic", Variant(n), main, p) for n in PRIMARY]
+    if "calibration" in studies:
+        out += [Unit("calibration", "synthetic", Variant(n), main, p) for n in CALIBRATION]
     if "imbalance" in studies:
         fracs = sorted(plan.fg_fracs, key=lambda f: (f != p, abs(math.log(f / p))))  # nearest to 1 % first
         out += [
@@ -290,6 +298,9 @@ def units(plan: Plan, studies: Sequence[str] = STUDIES) -> list[Unit]:
     seen: set[tuple[Any, ...]] = set()
     unique = []
     for u in out:
+        if u.study in FRESH:
+            unique.append(u)
+            continue
         key = (u.data, u.variant, u.fg_frac, u.class_name, u.lr)
         seeds = tuple(s for s in u.seeds if (*key, s) not in seen)
         seen |= {(*key, s) for s in seeds}
@@ -335,7 +346,7 @@ def config_for(plan: Plan, unit: Unit, seed: int, lr: float, runs_dir: Path) -> 
         lr_schedule="cosine",
         progress=False,
         run_name=name,
-        out_dir=str(runs_dir / name),
+        out_dir=str(runs_dir / unit.study / name if unit.study in FRESH else runs_dir / name),
     )
 
 
@@ -418,7 +429,9 @@ def store_run(results_dir: Path, plan: Plan, unit: Unit, cfg: Any, provenance: d
 
 def copy_stored(results_dir: Path, plan: Plan, unit: Unit, run_id: str) -> bool:
     """Store a run that another study already stored (same run, e.g. BCE at 1 % in three studies) under
-    ``unit.study`` too; returns whether there was one."""
+    ``unit.study`` too; returns whether there was one (never for a study in :data:`FRESH`)."""
+    if unit.study in FRESH:
+        return False
     for other in (results_dir / plan.name).glob(f"*/{run_id}.json"):
         if other.parent.name == unit.study or not other.with_suffix(".csv").exists():
             continue

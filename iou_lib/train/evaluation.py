@@ -41,16 +41,18 @@ def evaluate(
 ) -> dict[str, float]:
     """IoU metrics of ``model`` over ``data``: batches ``(images (B, 3, H, W), targets (B, H, W) int)``.
 
-    Always: ``miou_d`` (data-set IoU, one confusion over all pixels), ``miou_i`` (mean per-image IoU;
-    images where the class is absent from target and prediction are left out, see :mod:`iou_lib.metrics`)
-    and ``pixel_acc``, at p = 0.5 (argmax for ``num_classes >= 2``). Binary tasks (``num_classes=1``; the
-    means are the foreground IoU) also: ``miou_d@tuned`` and ``threshold@tuned`` (best data-set IoU on the
-    401-point grid of :mod:`iou_lib.thresholds`, p = 0.001 ... 0.999), ``ap`` (average precision),
-    ``mid_frac`` and ``logit_sd`` (see :func:`collapse_hint`), ``fg_frac`` (share of foreground pixels), a
-    coarse curve ``curve_d@<t>`` and, with ``val_threshold`` (a threshold tuned elsewhere, snapped to the
-    grid), ``miou_d@val_thr``, ``miou_i@val_thr`` and ``threshold@val``. Multi-class: ``iou_d/<class>``
-    and ``iou_i/<class>``. Pixels whose target is ``ignore_index`` are not counted. Under an initialised
-    process group the counts are summed over ranks (each rank passes its shard).
+    Always: ``miou_d`` (data-set IoU, one confusion over all pixels), ``miou_i`` (mean per-image IoU; images
+    where the class is absent from target and prediction are left out, see :mod:`iou_lib.metrics`) and
+    ``pixel_acc``, at p = 0.5 (argmax for ``num_classes >= 2``). Binary tasks (``num_classes=1``; the means
+    are the foreground IoU) also: ``miou_d@tuned`` and ``threshold@tuned`` (best data-set IoU on the 401-point
+    grid of :mod:`iou_lib.thresholds`, p = 0.001 ... 0.999), ``ap`` (average precision), ``mid_frac`` and
+    ``logit_sd`` (see :func:`collapse_hint`), ``fg_frac`` (share of foreground pixels), ``ece`` (expected
+    calibration error) with the reliability diagram ``calib_conf@<b>``, ``calib_freq@<b>``,
+    ``calib_share@<b>`` (10 probability bins), a coarse curve ``curve_d@<t>`` and, with ``val_threshold`` (a
+    threshold tuned elsewhere, snapped to the grid), ``miou_d@val_thr``, ``miou_i@val_thr`` and
+    ``threshold@val``. Multi-class: ``iou_d/<class>`` and ``iou_i/<class>``. Pixels whose target is
+    ``ignore_index`` are not counted. Under an initialised process group the counts are summed over ranks
+    (each rank passes its shard).
     """
     stacked = ((x, y[:, None]) for x, y in data)
     return evaluate_groups(
@@ -134,6 +136,7 @@ def _binary_metrics(c: ThresholdCurves, val_threshold: float | None) -> dict[str
         "mid_frac": c.mid_frac,
         "logit_sd": c.logit_sd,
         "fg_frac": c.fg_frac,
+        "ece": c.ece,
     }
     if val_threshold is not None:
         k = c.index(val_threshold)
@@ -143,6 +146,8 @@ def _binary_metrics(c: ThresholdCurves, val_threshold: float | None) -> dict[str
     out.update(
         {f"curve_d@{c.thresholds[k]:.4g}": c.iou_d[k] for k in range(0, len(c.thresholds), CURVE_STRIDE)}
     )
+    for name in ("calib_conf", "calib_freq", "calib_share"):  # the reliability diagram, bin b = [b/10, ...)
+        out.update({f"{name}@{b}": v for b, v in enumerate(getattr(c, name))})
     return out
 
 
