@@ -58,7 +58,13 @@ LOSS_NAMES = {
     "cross_entropy": "cross-entropy",
     "lovasz_softmax": "Lovász-softmax",
 }
-METRIC_WORDS = {"miou_d": "IoU at 0.5", "miou_d@val_thr": "IoU at the tuned threshold", "ap": "AP"}
+METRIC_WORDS = {
+    "miou_d": "IoU at 0.5",
+    "miou_d@val_thr": "IoU at the tuned threshold",
+    "ap": "AP",
+    "ece": "calibration error (ECE)",
+}
+LOWER_IS_BETTER = {"ece": "is better calibrated than"}  # metric -> what winning means
 
 
 def loss_name(spec: str) -> str:
@@ -237,7 +243,10 @@ def contrasts(
 
     def sentence(group: Any, a: str, b: str, metric: str, iv: Any) -> str:
         where = f"at {_percent(group)} foreground, " if by == "fg_frac" else ""
-        words = describe_difference(loss_name(a), loss_name(b), iv)
+        better = (
+            {"higher_is_better": False, "verb": LOWER_IS_BETTER[metric]} if metric in LOWER_IS_BETTER else {}
+        )
+        words = describe_difference(loss_name(a), loss_name(b), iv, **better)
         text = f"{where}{METRIC_WORDS.get(metric, metric)}: {words}"
         flagged = [
             f"{loss_name(x)} collapsed in {int(collapsed[x])} runs" for x in (a, b) if collapsed.get(x, 0)

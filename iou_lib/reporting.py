@@ -59,6 +59,7 @@ __all__ = [
     "ordered",
     "mean_ci_plot",
     "paired_difference_plot",
+    "stored_reliability",
     "paired_differences",
     "predictions_side_by_side",
     "provenance_text",
@@ -98,6 +99,7 @@ METRIC_LABELS = {
     "threshold@val": "validation-tuned threshold",
     "threshold@tuned": "best threshold",
     "ap": "average precision",
+    "ece": "expected calibration error (10 bins)",
     "pixel_acc": "pixel accuracy",
     "loss": "training loss",
     "lr": "learning rate",
@@ -240,7 +242,7 @@ def t_interval(
 
 def _is_bounded(metric: str) -> bool:
     """Metrics that live in [0, 1] (IoU, accuracy, AP, thresholds), whose intervals are clipped."""
-    return metric.startswith(("miou", "iou_", "curve_d@", "pixel_acc", "ap", "threshold"))
+    return metric.startswith(("miou", "iou_", "curve_d@", "pixel_acc", "ap", "threshold", "ece", "calib_"))
 
 
 def results_table(
@@ -543,6 +545,47 @@ def reliability_diagram(
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _done(fig)
+
+
+def stored_reliability(table: pd.DataFrame, hue: str = "loss", title: str | None = None) -> Figure:
+    """:func:`reliability_diagram` of stored runs: the test rows ``calib_conf@<b>``, ``calib_freq@<b>`` and
+    ``calib_share@<b>`` that the engine writes (see :mod:`iou_lib.thresholds`), pooled over the seeds of
+    each ``hue`` value (a bin's confidence and frequency weighted by its pixels in each seed), with the
+    mean ``ece`` over seeds and its 95 % interval in the legend."""
+    _check_columns(table, ("split", "metric", "value", "seed", hue))
+    test = table[table["split"] == "test"]
+    calib = test[test["metric"].str.startswith("calib_")]
+    if calib.empty:
+        raise ValueError("no calib_* rows: these runs were stored before the engine measured calibration")
+    parts = calib["metric"].str.split("@", expand=True)
+    wide = calib.assign(kind=parts[0], bin=parts[1].astype(int)).pivot_table(
+        index=[hue, "seed", "bin"], columns="kind", values="value", aggfunc="first"
+    )
+    wide = wide.reset_index().dropna(subset=["calib_conf"])
+    fig, ax = plt.subplots(figsize=(5.2, 4.2), layout="constrained")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
+    for name in dict.fromkeys(calib[hue]):
+        rows = wide[wide[hue] == name]
+        weight = rows["calib_share"]
+        pooled = (
+            rows.assign(c=rows["calib_conf"] * weight, f=rows["calib_freq"] * weight)
+            .groupby("bin")[["c", "f", "calib_share"]]
+            .sum()
+        )
+        ece = test[(test[hue] == name) & (test["metric"] == "ece")]["value"].astype(float)
+        mean, (low, high) = float(ece.mean()), t_interval(ece.to_numpy())
+        ax.plot(
+            pooled["c"] / pooled["calib_share"],
+            pooled["f"] / pooled["calib_share"],
+            marker="o",
+            label=f"{name} (ECE {mean:.3f} [{low:.3f}, {high:.3f}], {len(ece)} seeds)",
+        )
+    ax.set(xlabel="mean predicted foreground probability (per bin)", ylabel="observed foreground frequency")
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7, loc="upper left")
     if title:
         ax.set_title(title, fontsize=10)
     return _done(fig)

@@ -241,11 +241,24 @@ def sign_test(differences: Sequence[float] | np.ndarray | pd.Series) -> SignTest
 
 
 def describe_difference(
-    name_a: str, name_b: str, interval: Interval, unit: str = "points", scale: float = 100.0, digits: int = 1
+    name_a: str,
+    name_b: str,
+    interval: Interval,
+    unit: str = "points",
+    scale: float = 100.0,
+    digits: int = 1,
+    higher_is_better: bool = True,
+    verb: str = "beats",
 ) -> str:
     """A sentence for the paired interval of ``a - b``; it claims a winner only when 0 is outside.
 
-    ``scale`` turns the metric into ``unit`` (100: IoU in [0, 1] -> percentage points).
+    ``scale`` turns the metric into ``unit`` (100: IoU in [0, 1] -> percentage points). For a metric where
+    lower is better (``higher_is_better=False``, e.g. a calibration error) the winner is the lower one;
+    ``verb`` names what winning means.
+
+    >>> describe_difference("BCE", "weighted BCE", Interval(-0.02, -0.03, -0.01, 5), higher_is_better=False,
+    ...                     verb="is better calibrated than")
+    'BCE is better calibrated than weighted BCE by 2.0 points [1.0, 3.0] (5 paired seeds)'
 
     >>> describe_difference("soft IoU", "BCE", Interval(0.061, 0.032, 0.090, 5))
     'soft IoU beats BCE by 6.1 points [3.2, 9.0] (5 paired seeds)'
@@ -263,10 +276,12 @@ def describe_difference(
     if interval.n < 2:
         return f"{name_a} - {name_b}: {m:+.{digits}f} {unit} from one seed, no interval {seeds}"
     if interval.excludes_zero:
-        winner, loser, sign = (name_a, name_b, 1) if interval.low > 0 else (name_b, name_a, -1)
+        a_wins = (interval.low > 0) == higher_is_better
+        winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)
+        sign = 1 if interval.low > 0 else -1  # report the size of the gap, positive
         lo, hi = sorted((sign * lo, sign * hi))
         span = f"[{lo:.{digits}f}, {hi:.{digits}f}]"
-        return f"{winner} beats {loser} by {sign * m:.{digits}f} {unit} {span} {seeds}"
+        return f"{winner} {verb} {loser} by {sign * m:.{digits}f} {unit} {span} {seeds}"
     return (
         f"no clear difference between {name_a} and {name_b}: {m:+.{digits}f} {unit} "
         f"[{lo:+.{digits}f}, {hi:+.{digits}f}] {seeds}"

@@ -241,6 +241,36 @@ reporting.convergence(plain)
 reporting.threshold_curves(plain, title=f"STORED: test IoU against the decision threshold, fg {SETTING:.0%}")
 
 # %% [markdown]
+# **Which stored runs collapsed?** The engine flags a run whose test predictions are near constant (see the
+# live diagnosis above); such a run is not a score, and the sentences below say so wherever one is involved.
+
+# %%
+flagged = findings.collapsed_runs(plain)
+print("STORED: runs flagged as collapsed, per loss:", dict(flagged[flagged > 0]) or "none")
+
+# %% [markdown]
+# ### Calibration of the stored runs at 1 % foreground
+#
+# The `calibration` study of `tools/make_results.py` trains BCE, weighted BCE and soft IoU again at 1 %
+# foreground (five seeds, each loss at its chosen learning rate) and records the reliability diagram of
+# every run's test predictions, read from the same histograms as the threshold curves: ten probability
+# bins, a bin's mean confidence and observed foreground frequency pooled over the seeds. The legend gives
+# each loss's expected calibration error with its 95 % interval over seeds; the sentences compare paired
+# seeds (lower ECE is better). Its IoU columns repeat the imbalance study's configurations: a check that
+# training is reproducible.
+
+# %%
+calib, calib_prov = reporting.stored_study("calibration", "cpu")
+if calib.empty:
+    print("STORED: no calibration runs yet; python tools/make_results.py --only calibration stores them")
+else:
+    print(reporting.provenance_text(calib_prov))
+    display(reporting.results_table(calib, {**COLUMNS, "ece": "ECE"}))
+    display(reporting.stored_reliability(calib, title="STORED: reliability on the test set, fg 1 %"))
+    for sentence in findings.contrasts(calib, baselines=("bce", "weighted_bce"), metrics=("ece",))["sentence"]:
+        print("-", sentence)
+
+# %% [markdown]
 # **Browse the stored runs.** Pick the foreground fraction (or a study's setting), the losses, the metric
 # (IoU at 0.5, at the validation-tuned threshold, or average precision when the table has it) and the
 # reference loss; switch between per-seed points with means and 95 % intervals, paired differences to the

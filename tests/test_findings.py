@@ -73,6 +73,14 @@ def test_contrasts_holm_corrects_the_secondary_ones_only():
     assert (sec["p_holm"] >= sec["p"]).all() and (sec["p_holm"] == (2 * sec["p"]).clip(upper=1)).all()
 
 
+def test_calibration_sentences_name_the_lower_ece_the_winner():
+    """ECE is lower-is-better: a loss with the higher ECE is the worse calibrated one, whatever the sign."""
+    t = paired_table([0.05, 0.06, 0.055, 0.05, 0.052], [0.01, 0.012, 0.011, 0.01, 0.013]).assign(metric="ece")
+    (sentence,) = findings.contrasts(t, baselines=["bce"], metrics=["ece"])["sentence"]
+    assert "BCE is better calibrated than soft IoU by 4.2 points" in sentence
+    assert sentence.startswith("at 1 % foreground, calibration error (ECE):")
+
+
 def test_replacing_a_stored_table_changes_the_prose(tmp_path):
     results = tmp_path / "results"
     results.mkdir()

@@ -254,3 +254,35 @@ def test_prediction_grid_has_a_colour_legend_and_explains_void():
     fig = reporting.predictions_side_by_side(x, y, {"m": y.float()}, panel=2.5)
     assert any("void" in t.get_text() for t in fig.legends[0].texts)
     assert fig.get_size_inches()[0] == pytest.approx(2.5 * 3)
+
+
+def _calibration_rows(loss: str, seed: int, shift: float) -> list[dict]:
+    from iou_lib.thresholds import ThresholdHistogram
+    from iou_lib.train.evaluation import _binary_metrics
+
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(4, 32, 32, generator=g) < 0.2).long()
+    hist = ThresholdHistogram()
+    hist.update(2 * torch.randn(4, 32, 32, generator=g) + 3 * (y - 0.5) + shift, y)
+    metrics = _binary_metrics(hist.compute(), None)
+    return [
+        {"loss": loss, "seed": seed, "split": "test", "metric": k, "value": v}
+        for k, v in metrics.items()
+        if k == "ece" or k.startswith("calib_")
+    ]
+
+
+def test_stored_reliability_pools_seeds_and_reports_ece():
+    rows = [r for s in (0, 1) for r in _calibration_rows("a", s, 0.0)] + _calibration_rows("b", 0, 2.0)
+    table = pd.DataFrame(rows)
+    fig = reporting.stored_reliability(table)
+    lines = {line.get_label().split(" (")[0]: line for line in fig.axes[0].lines}
+    b = table[table["loss"] == "b"].set_index("metric")["value"]
+    used = [k for k in range(10) if b[f"calib_share@{k}"] > 0]
+    # one seed: the curve is that run's bins
+    assert lines["b"].get_xdata() == pytest.approx([b[f"calib_conf@{k}"] for k in used])
+    assert lines["b"].get_ydata() == pytest.approx([b[f"calib_freq@{k}"] for k in used])
+    ece_a = table[(table["loss"] == "a") & (table["metric"] == "ece")]["value"].mean()
+    assert f"ECE {ece_a:.3f}" in lines["a"].get_label() and "2 seeds" in lines["a"].get_label()
+    with pytest.raises(ValueError, match="before the engine measured calibration"):
+        reporting.stored_reliability(table[~table["metric"].str.startswith("calib_")])
