@@ -194,7 +194,9 @@ class _SigmoidTversky(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor, _: Tensor) -> tuple[Tensor | None, ...]:
         p, y, d_inter, d_sum_p = ctx.saved_tensors
-        d_p = torch.addcmul((grad * d_sum_p)[..., None], y, (grad * d_inter)[..., None])  # c + a y: one pass
+        # c + a y: a broadcast multiply, then an in-place add (about 2x faster on CPU than one addcmul, whose
+        # broadcast of the per-unit c misses the vectorised path)
+        d_p = torch.mul(y, (grad * d_inter)[..., None]).add_((grad * d_sum_p)[..., None])
         # d_p * (1 - p) * p written over d_p: one full-size buffer besides p (peak memory)
         d_z = torch.ops.aten.sigmoid_backward.grad_input(d_p, p, grad_input=d_p)
         return d_z, None, None, None, None
