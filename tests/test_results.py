@@ -44,7 +44,9 @@ def test_plan_lists_the_primary_contrast_first_and_each_run_once():
         "soft_iou",
     }
     cfg = make_results.config_for(plan, calibration[0], 0, 0.01, Path("runs"))
-    assert Path(cfg.out_dir).parent == Path("runs/calibration")
+    assert Path(cfg.out_dir).parent == Path("runs/calibration") and not cfg.compile
+    compiled = make_results.config_for(plan, calibration[0], 0, 0.01, Path("runs"), compile=True)
+    assert compiled.compile and compiled.name == cfg.name  # a runtime setting: same run
     seeded = seeded[:2] + seeded[5:]
     assert seeded[2].study == "imbalance" and seeded[2].fg_frac == 0.01 and len(seeded[2].seeds) == 5
     keys = [

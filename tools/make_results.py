@@ -305,8 +305,9 @@ def n_runs(us: Sequence[Unit]) -> int:
     return sum(len(u.seeds) for u in us)
 
 
-def config_for(plan: Plan, unit: Unit, seed: int, lr: float, runs_dir: Path) -> Any:
-    """The :class:`iou_lib.train.TrainConfig` of one run (seed) of ``unit`` at learning rate ``lr``."""
+def config_for(plan: Plan, unit: Unit, seed: int, lr: float, runs_dir: Path, compile: bool = False) -> Any:
+    """The :class:`iou_lib.train.TrainConfig` of one run (seed) of ``unit`` at learning rate ``lr``;
+    ``compile``: ``torch.compile`` the model (a runtime setting, not part of the run's identity)."""
     from iou_lib.train import DataSpec, TrainConfig
 
     if unit.data == "synthetic":
@@ -337,6 +338,7 @@ def config_for(plan: Plan, unit: Unit, seed: int, lr: float, runs_dir: Path) -> 
         eval_every=every,
         lr_schedule="cosine",
         progress=False,
+        compile=compile,
         run_name=name,
         out_dir=str(runs_dir / unit.study / name if unit.study in FRESH else runs_dir / name),
     )
@@ -531,7 +533,9 @@ def resolve(plan: Plan, unit: Unit, results_dir: Path, lock_dir: Path | None = N
     yield dataclasses.replace(unit, lr=lr)
 
 
-def train_unit(plan: Plan, unit: Unit, results_dir: Path, runs_dir: Path, prov: dict[str, Any]) -> int:
+def train_unit(
+    plan: Plan, unit: Unit, results_dir: Path, runs_dir: Path, prov: dict[str, Any], compile: bool = False
+) -> int:
     """Train the seeds of ``unit`` not stored yet (one ``run_grid`` call) and store each; returns how many."""
     from iou_lib.experiments import run_grid
 
@@ -540,7 +544,7 @@ def train_unit(plan: Plan, unit: Unit, results_dir: Path, runs_dir: Path, prov: 
     todo = [s for s in todo if not copy_stored(results_dir, plan, unit, unit.run_id(s, unit.lr))]
     if not todo:
         return 0
-    configs = [config_for(plan, unit, s, unit.lr, runs_dir) for s in todo]
+    configs = [config_for(plan, unit, s, unit.lr, runs_dir, compile) for s in todo]
     t0 = time.time()
     group = f"{unit.study}_{unit.run_id(0, unit.lr).removesuffix('_s0')}"
     run_grid(configs, runs_dir / "_groups" / group)  # per-group table; run folders sit in runs_dir
@@ -646,6 +650,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="CamVid location (default: $IOU_DATA_DIR)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile each model: about 1.25x faster CPU runs of the cpu plan after a one-off compile "
+        "of ~40 s per worker (needs a C++ compiler); the stored numbers change only by float rounding",
+    )
+    parser.add_argument(
         "--jobs", type=int, help="worker processes side by side (default: the plan's, 1 on CPU, 12 for gpu)"
     )
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n": this worker's share (set by --jobs)
@@ -688,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained = 0
     for unit in _shard([u for u in us if u.study != "lr"] or us, args.shard):
         for ready in resolve(plan, unit, args.results_dir, runs_dir / "locks"):
-            trained += train_unit(plan, ready, args.results_dir, runs_dir, prov)
+            trained += train_unit(plan, ready, args.results_dir, runs_dir, prov, args.compile)
             if args.max_runs is not None and trained >= args.max_runs:
                 print(f"stopped after {trained} runs (--max-runs)")
                 return 0
