@@ -39,6 +39,7 @@ __all__ = [
     "markdown_table",
     "primary_sentence",
     "readme_section",
+    "rerun_agreement",
     "synthetic_source",
 ]
 
@@ -269,6 +270,34 @@ def primary_sentence(table: pd.DataFrame) -> str:
     if c.empty:
         return "The primary contrast (soft IoU vs BCE at 1 % foreground) has no paired runs stored yet."
     return f"Primary contrast (pre-declared for the converged grid): {c.iloc[0]['sentence']}."
+
+
+def rerun_agreement(
+    rerun: pd.DataFrame, original: pd.DataFrame, metric: str = "miou_d"
+) -> tuple[pd.DataFrame, list[str]]:
+    """How far the same runs (same ``run`` id: configuration and seed) land apart when trained twice, per
+    loss: the number of pairs, the mean and the largest absolute difference of the test ``metric``, and how
+    many pairs fall on opposite sides of 0.01 (a run stuck at all-background in one training and not in the
+    other); with one sentence per loss."""
+    a, b = (
+        reporting.final_values(t, metric).drop_duplicates("run").set_index("run") for t in (rerun, original)
+    )
+    both = a[["loss", "value"]].join(b[["value"]], rsuffix="_original", how="inner")
+    rows, sentences = [], []
+    for loss, r in both.groupby("loss", sort=False):
+        diff = (r["value"] - r["value_original"]).abs()
+        flips = int(((r["value"] < 0.01) != (r["value_original"] < 0.01)).sum())
+        rows.append(
+            {"loss": loss, "pairs": len(r), "mean_abs": diff.mean(), "max_abs": diff.max(), "flips": flips}
+        )
+        text = (
+            f"{loss_name(loss)}: trained twice, {len(r)} seeds differ by {100 * diff.mean():.1f} points on "
+            f"average and by at most {100 * diff.max():.1f}"
+        )
+        if flips:
+            text += f"; in {flips} of them one training stayed at 0 and the other did not"
+        sentences.append(text)
+    return pd.DataFrame(rows), sentences
 
 
 def camvid_summary(table: pd.DataFrame, a: str = "soft_iou", b: str = "bce") -> tuple[pd.DataFrame, str]:

@@ -256,8 +256,11 @@ print("STORED: runs flagged as collapsed, per loss:", dict(flagged[flagged > 0])
 # every run's test predictions, read from the same histograms as the threshold curves: ten probability
 # bins, a bin's mean confidence and observed foreground frequency pooled over the seeds. The legend gives
 # each loss's expected calibration error with its 95 % interval over seeds; the sentences compare paired
-# seeds (lower ECE is better). Its IoU columns repeat the imbalance study's configurations: a check that
-# training is reproducible.
+# seeds (lower ECE is better).
+#
+# These runs repeat configurations of the imbalance study, trained again by a later version of the engine
+# (its models now run channels_last, which changes nothing but float rounding). How far the two trainings
+# of one seed land apart shows how much of a single run's score is the luck of rounding: the last lines.
 
 # %%
 calib, calib_prov = reporting.stored_study("calibration", "cpu")
@@ -268,6 +271,10 @@ else:
     display(reporting.results_table(calib, {**COLUMNS, "ece": "ECE"}))
     display(reporting.stored_reliability(calib, title="STORED: reliability on the test set, fg 1 %"))
     for sentence in findings.contrasts(calib, baselines=("bce", "weighted_bce"), metrics=("ece",))["sentence"]:
+        print("-", sentence)
+    first = pd.concat([reporting.stored_study(s, "cpu")[0] for s in ("primary", "imbalance")], ignore_index=True)
+    print("\nThe same seeds trained twice (test IoU at 0.5):")
+    for sentence in findings.rerun_agreement(calib, first[first["fg_frac"] == 0.01])[1]:
         print("-", sentence)
 
 # %% [markdown]

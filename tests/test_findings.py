@@ -81,6 +81,21 @@ def test_calibration_sentences_name_the_lower_ece_the_winner():
     assert sentence.startswith("at 1 % foreground, calibration error (ECE):")
 
 
+def test_rerun_agreement_pairs_runs_by_id_and_counts_flips():
+    first = paired_table([0.5, 0.0, 0.4], [0.3, 0.3, 0.3])
+    again = paired_table([0.52, 0.35, 0.4], [0.3, 0.3, 0.3])
+    frame, sentences = findings.rerun_agreement(again, first)
+    soft = frame.set_index("loss").loc["soft_iou"]
+    assert soft["pairs"] == 3 and soft["flips"] == 1
+    assert soft["mean_abs"] == pytest.approx((0.02 + 0.35 + 0.0) / 3)
+    assert soft["max_abs"] == pytest.approx(0.35)
+    assert sentences[0] == (
+        "soft IoU: trained twice, 3 seeds differ by 12.3 points on average and by at most 35.0; "
+        "in 1 of them one training stayed at 0 and the other did not"
+    )
+    assert frame.set_index("loss").loc["bce", "mean_abs"] == 0
+
+
 def test_replacing_a_stored_table_changes_the_prose(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
