@@ -404,6 +404,19 @@ def readme_section(profile: str = "cpu", results_dir: str | Path | None = None) 
             f"These intervals are not corrected for multiple comparisons; after Holm's correction "
             f"{kept} of the {len(clear)} stay significant at the 5 % level.",
         ]
+    calib, _ = reporting.stored_study("calibration", profile, results_dir)
+    if not calib.empty:
+        ece = reporting.results_table(calib, {"ece": "ECE"})["ECE"]
+        lines += [
+            "",
+            "**Calibration at 1 % foreground** (the calibration study: expected calibration error over 10 "
+            "probability bins of the test pixels, mean [95 % interval] over seeds): "
+            + "; ".join(f"{loss_name(x)} {v}" for x, v in ece.items())
+            + ".",
+            "",
+        ]
+        ece_contrasts = contrasts(calib, baselines=("bce", "weighted_bce"), metrics=("ece",))
+        lines += [f"- {sentence}" for sentence in ece_contrasts["sentence"]]
     cam = camvid_source(profile, results_dir)
     per_class, signs = camvid_summary(cam.table)
     per_class = per_class.assign(
