@@ -376,3 +376,16 @@ def test_build_loss_states_the_task_explicitly() -> None:
     with pytest.raises(ValueError, match="mode='binary'"):
         logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 2, (2, 3, 8, 8)).float()
         build_loss("soft_iou", {}, 1, None)(logits, target)
+
+
+def test_run_names_say_which_data(tmp_path):
+    """Default run names: the foreground fraction (synthetic), the folder's name and class (folder data),
+    the CamVid class or 'all' (CamVid)."""
+    drive = tmp_path / "drive"
+    cfg = TrainConfig(TINY, loss="soft_iou", seed=3)
+    assert cfg.name == f"fg{TINY.fg_frac:g}_soft_iou_unet_s3"
+    folder = TrainConfig(DataSpec(kind="folder", path=str(drive)), loss="bce")
+    assert folder.name == "folder-drive_bce_unet_s0"
+    picked = TrainConfig(DataSpec(kind="folder", path=str(drive), class_name="vessel"), loss="bce")
+    assert picked.name == "folder-drive-vessel_bce_unet_s0"
+    assert TrainConfig(DataSpec(kind="camvid"), loss="bce").name == "camvid-all_bce_unet_s0"

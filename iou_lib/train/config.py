@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -264,9 +265,12 @@ class TrainConfig:
         if self.run_name:
             return self.run_name
         data = self.data
-        what = (
-            f"fg{data.fg_frac:g}" if data.kind == "synthetic" else f"{data.kind}-{data.class_name or 'all'}"
-        )
+        if data.kind == "synthetic":
+            what = f"fg{data.fg_frac:g}"
+        elif data.kind == "folder":  # the data set's folder name, and the class when one is picked
+            what = "-".join(filter(None, ("folder", Path(data.path or ".").resolve().name, data.class_name)))
+        else:
+            what = f"{data.kind}-{data.class_name or 'all'}"
         name = f"{what}_{self.loss}_{self.model}_s{self.seed}"
         return name.replace("*", "x").replace(":", "-").replace(",", "_").replace("+", "p").replace(" ", "")
 
