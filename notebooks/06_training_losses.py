@@ -281,7 +281,8 @@ else:
 # **Browse the stored runs.** Pick the foreground fraction (or a study's setting), the losses, the metric
 # (IoU at 0.5, at the validation-tuned threshold, or average precision when the table has it) and the
 # reference loss; switch between per-seed points with means and 95 % intervals, paired differences to the
-# reference, and validation learning curves. It reads the stored table only: no training.
+# reference, and validation learning curves. It reads the stored table of this section (every loss and
+# fraction of the grid stored so far) only: no training.
 #
 # *Run the cells above to start the explorer* (a static copy of this page shows a picture of it).
 
@@ -289,7 +290,7 @@ else:
 # NBVAL_IGNORE_OUTPUT
 from iou_lib.widgets import ResultsBrowser
 
-ResultsBrowser(reporting.stored_results("synthetic")[0], group=0.02)
+ResultsBrowser(source.table, group=SETTING)
 
 # %% [markdown]
 # ## 4. What the stored results say

@@ -126,8 +126,7 @@ reporting.learning_curves(sweep[sweep["fg_frac"] == sweep["fg_frac"].min()],
 
 # %% [markdown]
 # **Browse the sweep.** The same stored table, one foreground fraction at a time: per-seed points, means
-# with 95 % intervals, paired differences to a reference loss, learning curves. The *setting* menu also
-# reaches the runs of the aggregation study below (per image or per batch, empty images).
+# with 95 % intervals, paired differences to a reference loss, learning curves.
 #
 # *Run the cells above to start the explorer* (a static copy of this page shows a picture of it).
 
@@ -135,7 +134,7 @@ reporting.learning_curves(sweep[sweep["fg_frac"] == sweep["fg_frac"].min()],
 # NBVAL_IGNORE_OUTPUT
 from iou_lib.widgets import ResultsBrowser
 
-ResultsBrowser(reporting.stored_results("synthetic")[0], group=0.01)
+ResultsBrowser(source.table, group=0.01)
 
 # %% [markdown]
 # **What the sweep says**, generated from the stored table: the pre-declared primary contrast, then every
