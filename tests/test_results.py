@@ -169,3 +169,19 @@ def test_gpu_plan_needs_cuda_and_runs_workers_by_default(capsys):
     if not torch.cuda.is_available():
         assert make_results.main(["--profile", "gpu", "--only", "primary"]) == 1
         assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_time_estimate_shares_a_group_wall_time_among_its_seeds(tmp_path):
+    """A run trained in a group of 5 seeds stores the group's wall time; the estimate per run divides it."""
+    plan = make_results.PLANS["cpu"]
+    folder = tmp_path / plan.name / "imbalance"
+    folder.mkdir(parents=True)
+    records = [(500.0, 5), (100.0, 1)]  # (wall_s, seeds trained together)
+    for i, (wall, together) in enumerate(records):
+        record = {
+            "wall_s": wall,
+            "config": {"data": {"kind": "synthetic"}},
+            "summary": {"seeds_together": together},
+        }
+        (folder / f"run{i}.json").write_text(json.dumps(record))
+    assert make_results.run_seconds(plan, tmp_path)["synthetic"] == pytest.approx(100.0)

@@ -560,8 +560,9 @@ def train_unit(
 
 
 def run_seconds(plan: Plan, results_dir: Path) -> dict[str, float]:
-    """Seconds per run of each data kind: the mean wall time of the stored runs when there are some, else
-    the plan's ``seconds_per_step`` (CamVid scaled by its pixels per step)."""
+    """Seconds per run of each data kind: the mean wall time per run of the stored runs when there are some
+    (a group's wall time shared by its seeds), else the plan's ``seconds_per_step`` (CamVid scaled by its
+    pixels per step)."""
     camvid_pixels = plan.camvid_batch_size * (240 // plan.camvid_scale) * (180 // plan.camvid_scale)
     guess = {
         "synthetic": plan.steps * plan.seconds_per_step,
@@ -573,8 +574,9 @@ def run_seconds(plan: Plan, results_dir: Path) -> dict[str, float]:
     walls: dict[str, list[float]] = {"synthetic": [], "camvid": []}
     for record in (results_dir / plan.name).glob("*/*.json"):
         r = json.loads(record.read_text())
-        if r.get("wall_s"):
-            walls["camvid" if r["config"]["data"]["kind"] == "camvid" else "synthetic"].append(r["wall_s"])
+        if r.get("wall_s"):  # a group's wall time covers its seeds trained together
+            per_run = r["wall_s"] / r.get("summary", {}).get("seeds_together", 1)
+            walls["camvid" if r["config"]["data"]["kind"] == "camvid" else "synthetic"].append(per_run)
     measured = {k: sum(v) / len(v) for k, v in walls.items() if v}
     if len(measured) == 1:  # scale the other kind's guess by how far off the guess was for this one
         (kind, seconds), (other,) = next(iter(measured.items())), set(guess) - set(measured)
