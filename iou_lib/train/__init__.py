@@ -13,16 +13,18 @@ A run is a :class:`TrainConfig` in and, in ``out_dir``, a tidy results table, a 
   logit space) from one pass of histograms (:mod:`iou_lib.thresholds`), the tuned threshold and average
   precision ``ap``; the test split reports the IoU at the threshold tuned on validation
   (``miou_d@val_thr``). A near-constant predictor is flagged ``collapsed`` with a hint.
-* **device** ``"auto"`` picks cuda > mps > cpu (a device this machine lacks is a ``ValueError``); on CUDA
-  the model runs in bf16 autocast with channels_last (the losses compute in float32 themselves),
-  optionally ``torch.compile``; the data set is moved to the GPU once. Under ``torchrun`` the same code
+* **device** ``"auto"`` picks cuda > mps > cpu (a device this machine lacks is a ``ValueError``); models
+  and batches are channels_last on every device (faster convolutions on CPU and GPU); on CUDA the model
+  runs in bf16 autocast (the losses compute in float32 themselves), optionally ``torch.compile``; the data
+  set is moved to the GPU once. Under ``torchrun`` the same code
   runs data-parallel (DDP): each rank trains on its shard of every epoch's permutation, evaluation counts
   are summed over ranks, only rank 0 writes.
 * **losses** by registry name, weighted sum (``"0.25*bce+0.75*soft_iou"``, see
   :func:`iou_lib.losses.parse`) or a schedule ``"bce:200,soft_iou"`` (bce for 200 steps, then soft_iou: the
   fine-tuning protocol), see :func:`parse_schedule`; ignored pixels see :mod:`iou_lib.train.objective`.
 * **seeds together**: :func:`fit_group` trains runs that differ only in seed as one grouped network
-  (one kernel per layer for all seeds: what fills a GPU), each with its own data, numbers and folder.
+  (one kernel per layer for all seeds: what fills a GPU), each with its own data, numbers and folder;
+  :func:`iou_lib.experiments.run_grid` does so by default on a GPU only (on a CPU single runs are faster).
 * **reproducibility**: all randomness (init, epoch permutations, augmentation) comes from ``seed`` and
   the step; a CPU run is deterministic, and a run resumed from its checkpoint (written at every
   validation point) ends with exactly the metrics of the uninterrupted run.
