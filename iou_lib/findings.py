@@ -36,6 +36,7 @@ __all__ = [
     "converged_primary",
     "contrasts",
     "loss_name",
+    "lr_choices",
     "markdown_table",
     "primary_sentence",
     "readme_section",
@@ -300,6 +301,40 @@ def rerun_agreement(
     return pd.DataFrame(rows), sentences
 
 
+def lr_choices(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The learning-rate search of ``tools/make_results.py`` (its ``lr`` study): per loss (``variant``) and
+    rate, the validation IoU at the tuned threshold at the run's best step; the chosen rate (the best, ties
+    to the smaller, as ``make_results`` chooses) and a sentence naming the losses whose choice lies on the
+    edge of the grid (a wider grid might have done better for them).
+
+    Returns a table with one row per loss: a column per rate, ``chosen`` and ``on_edge``.
+    """
+    best = table[(table["split"] == "summary") & (table["metric"] == "best_step")][["run", "value"]]
+    val = table[(table["split"] == "val") & (table["metric"] == "miou_d@tuned")]
+    at_best = val.merge(best.rename(columns={"value": "best_step"}), on="run")
+    at_best = at_best[at_best["step"] == at_best["best_step"]]
+    wide = at_best.pivot_table(index="variant", columns="lr", values="value", aggfunc="first", sort=False)
+    rates = sorted(wide.columns)
+    wide = wide[rates]
+    complete = wide.dropna()
+    chosen = complete.apply(lambda row: max(rates, key=lambda r: (row[r], -r)), axis=1)
+    wide["chosen"] = chosen
+    wide["on_edge"] = chosen.isin([rates[0], rates[-1]])
+    edge = [loss_name(v) for v in complete.index if wide.loc[v, "on_edge"]]
+    text = (
+        f"Learning rate chosen on validation from {', '.join(f'{r:g}' for r in rates)} for "
+        f"{len(complete)} losses; "
+        + (
+            f"the choice lies on the edge of the grid for {', '.join(edge)}: a wider grid might favour them"
+            if edge
+            else "every choice lies inside the grid"
+        )
+        + (f"; {missing} searches are not complete yet" if (missing := len(wide) - len(complete)) else "")
+        + "."
+    )
+    return wide.reset_index(), text
+
+
 def camvid_summary(table: pd.DataFrame, a: str = "soft_iou", b: str = "bce") -> tuple[pd.DataFrame, str]:
     """Per class ``a - b`` paired over seeds (test IoU at 0.5), and a sentence with the sign test over all
     class x seed pairs."""
@@ -363,6 +398,11 @@ def readme_section(profile: str = "cpu", results_dir: str | Path | None = None) 
             else "."
         ),
         "",
+        *(
+            [f"**Learning rates.** {lr_choices(lr_table)[1]}", ""]
+            if not (lr_table := reporting.stored_study("lr", profile, results_dir)[0]).empty
+            else []
+        ),
         primary_sentence(syn.table),
         "",
         *(

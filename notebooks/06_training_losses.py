@@ -195,6 +195,10 @@ source = findings.synthetic_source("cpu")
 print(f"STORED, {source.label}")
 print(reporting.provenance_text(source.prov))
 SETTING = 0.02 if source.kind == "first" else 0.01  # the first grid compared all losses at 2 % only
+if source.kind == "grid":  # the learning-rate search: validation IoU (tuned threshold) per loss and rate
+    lr_table, lr_text = findings.lr_choices(reporting.stored_study("lr", "cpu")[0])
+    print(lr_text)
+    display(lr_table)
 plain = source.table[source.table["fg_frac"] == SETTING]
 ORDER = list(dict.fromkeys(plain["loss"]))
 print(f"STORED: foreground fraction {SETTING:.0%}, {plain['run'].nunique()} runs")

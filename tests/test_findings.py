@@ -171,3 +171,50 @@ def test_findings_switch_to_the_converged_grid_only_when_the_primary_contrast_is
     converged = findings.converged_primary("cpu", tmp_path)
     assert "soft IoU beats BCE by" in converged and "(5 paired seeds)" in converged
     assert f"Converged grid, primary contrast:** {converged}" in findings.readme_section("cpu", tmp_path)
+
+
+def _lr_rows(variant: str, lr: float, curve: list[float], best_step: int) -> list[dict]:
+    run = f"{variant}_lr{lr:g}"
+    rows = [
+        {
+            "run": run,
+            "variant": variant,
+            "lr": lr,
+            "split": "val",
+            "step": 10 * (i + 1),
+            "metric": "miou_d@tuned",
+            "value": v,
+        }
+        for i, v in enumerate(curve)
+    ]
+    return rows + [
+        {
+            "run": run,
+            "variant": variant,
+            "lr": lr,
+            "split": "summary",
+            "step": 30,
+            "metric": "best_step",
+            "value": best_step,
+        }
+    ]
+
+
+def test_lr_choices_read_the_best_step_and_flag_the_grid_edge():
+    rows = []
+    # a: best at 0.01 (its curve at the best step, not the last one, decides), inside the grid
+    rows += _lr_rows("a", 0.003, [0.1, 0.2, 0.3], 30)
+    rows += _lr_rows("a", 0.01, [0.1, 0.5, 0.2], 20)
+    rows += _lr_rows("a", 0.03, [0.1, 0.2, 0.4], 30)
+    # b: a tie between 0.01 and 0.03 goes to the smaller; c: best at the top of the grid
+    rows += _lr_rows("b", 0.003, [0.1, 0.1, 0.1], 10) + _lr_rows("b", 0.01, [0.3, 0.2, 0.2], 10)
+    rows += _lr_rows("b", 0.03, [0.3, 0.3, 0.3], 10)
+    rows += _lr_rows("c", 0.003, [0.1, 0.1, 0.1], 10) + _lr_rows("c", 0.01, [0.2, 0.2, 0.2], 10)
+    rows += _lr_rows("c", 0.03, [0.3, 0.3, 0.3], 10)
+    rows += _lr_rows("d", 0.003, [0.1, 0.1, 0.1], 10)  # search not complete
+    wide, text = findings.lr_choices(pd.DataFrame(rows))
+    got = wide.set_index("variant")
+    assert got.loc["a", 0.01] == 0.5 and got.loc["a", "chosen"] == 0.01 and not got.loc["a", "on_edge"]
+    assert got.loc["b", "chosen"] == 0.01 and got.loc["c", "chosen"] == 0.03 and got.loc["c", "on_edge"]
+    assert "for 3 losses" in text and "on the edge of the grid for c" in text
+    assert "1 searches are not complete yet" in text
