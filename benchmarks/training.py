@@ -138,9 +138,11 @@ def _nchw(fn: Callable[[], Any]) -> Callable[[], Any]:
     return call
 
 
-def training_throughput(rounds: int, steps: int) -> list[str]:
+def training_throughput(rounds: int, steps: int, compile: bool = False) -> list[str]:
     """Images/s of training steps: one seed NCHW (before), one seed channels_last (the engine's layout on
-    every device now), five seeds as one grouped network (how the engine trains seeds on a GPU)."""
+    every device now), with ``compile`` also compiled (``make_results.py --compile``; its one-off compile
+    falls in the untimed warm-up call), five seeds as one grouped network (how the engine trains seeds on a
+    GPU)."""
     with contiguous_layout():
         before = engine.setup([_fast_config()])
     single = engine.setup([_fast_config()])
@@ -148,8 +150,14 @@ def training_throughput(rounds: int, steps: int) -> list[str]:
     contenders = {
         "1 seed, NCHW (before)": _nchw(lambda: engine.train_until(before, before.step + steps)),
         "1 seed, channels_last": lambda: engine.train_until(single, single.step + steps),
-        "5 seeds together (grouped convolutions)": lambda: engine.train_until(group, group.step + steps),
     }
+    if compile:
+        compiled = engine.setup([_fast_config(compile=True)])
+        contenders["1 seed, channels_last + torch.compile"] = lambda: engine.train_until(
+            compiled, compiled.step + steps
+        )
+    grouped = "5 seeds together (grouped convolutions)"
+    contenders[grouped] = lambda: engine.train_until(group, group.step + steps)
     times = interleaved(contenders, rounds)
     lines = ["| training | s per step | images/s per seed | images/s, all seeds |", "|---|---:|---:|---:|"]
     for name in contenders:
@@ -192,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=10, help="training steps per timed call")
     parser.add_argument("--skip-runs", action="store_true", help="leave out the whole-run wall times")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile row")
     parser.add_argument("--snapshot", action="store_true", help="write into benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -202,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         *evaluation_cost(baseline, args.rounds),
         "",
         f"### Training steps, {args.rounds} interleaved rounds of {args.steps} steps (median)",
-        *training_throughput(args.rounds, args.steps),
+        *training_throughput(args.rounds, args.steps, compile=not args.no_compile),
     ]
     if not args.skip_runs:
         sections += ["", "### Whole runs, one after another", *whole_runs(baseline)]
