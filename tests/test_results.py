@@ -185,3 +185,63 @@ def test_time_estimate_shares_a_group_wall_time_among_its_seeds(tmp_path):
         }
         (folder / f"run{i}.json").write_text(json.dumps(record))
     assert make_results.run_seconds(plan, tmp_path)["synthetic"] == pytest.approx(100.0)
+
+
+def test_workers_claim_units_so_each_runs_once_and_busy_searches_wait(tmp_path):
+    """Two workers (threads: a lock file conflicts across open() calls) share the units through lock files:
+    each unit is trained once, both workers train, and a unit whose learning-rate search another worker
+    holds is done after the others instead of blocking the worker."""
+    import threading
+    import time as clock
+
+    units = [Unit("imbalance", "synthetic", Variant(f"l{i}"), (0,), 0.01, lr=0.01) for i in range(6)]
+    done: dict[str, str] = {}
+    guard = threading.Lock()
+
+    def train(unit):
+        with guard:
+            if unit.variant.loss in done:  # stored by the other worker meanwhile
+                return 0
+        clock.sleep(0.05)
+        with guard:
+            done[unit.variant.loss] = threading.current_thread().name
+        return 1
+
+    def resolve_unit(unit, wait):
+        yield unit
+
+    workers = [
+        threading.Thread(target=make_results.work, args=(units, train, tmp_path, resolve_unit, 0.01), name=n)
+        for n in ("a", "b")
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=30)
+    assert sorted(done) == [f"l{i}" for i in range(6)] and set(done.values()) == {"a", "b"}
+
+    # a unit whose search is locked elsewhere is retried after the rest, not waited for
+    order = []
+
+    def searched(unit, wait):
+        with make_results.locked(tmp_path, f"lr_{unit.variant.slug}", wait):
+            yield unit
+
+    held = open(tmp_path / "lr_l0.lock", "w")
+    import fcntl
+
+    fcntl.flock(held, fcntl.LOCK_EX)
+    threading.Timer(0.3, held.close).start()  # the other worker's search ends
+    trained = make_results.work(
+        units[:3], lambda u: order.append(u.variant.loss) or 1, tmp_path, searched, 0.05
+    )
+    assert trained == 3 and order == ["l1", "l2", "l0"]
+
+
+def test_max_runs_stops_after_the_unit_that_reaches_it(tmp_path, capsys):
+    argv = ["--profile", "quick", "--only", "primary", "--max-runs", "1"]
+    argv += ["--results-dir", str(tmp_path / "res"), "--runs-dir", str(tmp_path / "runs")]
+    assert make_results.main(argv) == 0
+    # the first unit is soft IoU's learning-rate search: one run at the first rate
+    assert "stopped after 1 runs (--max-runs)" in capsys.readouterr().out
+    assert [p.parent.name for p in (tmp_path / "res" / "quick").glob("*/*.json")] == ["lr"]

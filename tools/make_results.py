@@ -46,7 +46,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -511,18 +511,40 @@ def provenance(plan: Plan) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- running
-def resolve(plan: Plan, unit: Unit, results_dir: Path, lock_dir: Path | None = None) -> Iterator[Unit]:
+class StopGrid(Exception):
+    """``--max-runs`` reached."""
+
+
+class Busy(Exception):
+    """Another worker holds the lock of this unit (or of its learning-rate search): come back later."""
+
+
+@contextlib.contextmanager
+def locked(lock_dir: Path | None, name: str, wait: bool = True) -> Iterator[None]:
+    """Hold the lock file ``lock_dir/name.lock`` (released when the block ends, or when the process dies);
+    ``wait=False`` raises :class:`Busy` instead of waiting for another worker. No-op without ``lock_dir``."""
+    if lock_dir is None:
+        yield
+        return
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(name) from None
+        yield
+
+
+def resolve(
+    plan: Plan, unit: Unit, results_dir: Path, lock_dir: Path | None = None, wait: bool = True
+) -> Iterator[Unit]:
     """``unit`` with its rate fixed: the ``lr`` search units of its loss first (if not yet stored). With
     ``lock_dir``, a search holds a lock file there, so parallel workers never run the same search: a second
-    worker waits, then reads the chosen rate."""
+    worker waits, then reads the chosen rate (``wait=False``: raises :class:`Busy` instead)."""
     if unit.lr is not None:
         yield unit
         return
-    with contextlib.ExitStack() as stack:
-        if lock_dir is not None:
-            lock_dir.mkdir(parents=True, exist_ok=True)
-            handle = stack.enter_context(open(lock_dir / f"lr_{unit.variant.slug}.lock", "w"))
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+    with locked(lock_dir, f"lr_{unit.variant.slug}", wait):
         lr = chosen_lr(results_dir, plan, unit.variant)
         if lr is None:
             for rate in plan.lr_grid:
@@ -627,11 +649,42 @@ def dry_run(plan: Plan, us: Sequence[Unit], results_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _shard(items: Sequence[Unit], shard: str | None) -> list[Unit]:
-    if not shard:
-        return list(items)
-    i, n = map(int, shard.split("/"))
-    return [u for k, u in enumerate(items) if k % n == i]
+def unit_key(unit: Unit) -> str:
+    """The name of a unit's lock file: which study, data, setting and loss."""
+    where = f"fg{unit.fg_frac:g}" if unit.data == "synthetic" else f"camvid-{unit.class_name or 'all'}"
+    return f"unit_{unit.study}_{where}_{unit.variant.slug}_lr{unit.lr}"
+
+
+def work(
+    us: Sequence[Unit],
+    train: Callable[[Unit], int],
+    lock_dir: Path,
+    resolve_unit: Callable[[Unit, bool], Iterable[Unit]],
+    poll_s: float = 20.0,
+) -> int:
+    """Train ``us`` in plan order, sharing them with other workers through lock files: a worker claims a
+    unit by locking it (non-blocking), so N workers never train the same runs and one that finishes early
+    takes the next unclaimed unit (no fixed split, no idle worker while work is left). A unit held by another
+    worker, or whose learning-rate search another worker is running, is retried after the rest; when only
+    such units are left the worker waits ``poll_s`` and looks again (a lock dies with its worker).
+
+    ``resolve_unit(unit, wait)`` yields the unit's runnable units (its search first); ``train(unit)``
+    trains one and returns how many runs it trained. Returns the total.
+    """
+    trained, pending = 0, list(us)
+    while pending:
+        later = []
+        for unit in pending:
+            try:
+                with locked(lock_dir, unit_key(unit), wait=False):
+                    for ready in resolve_unit(unit, False):
+                        trained += train(ready)
+            except Busy:
+                later.append(unit)
+        if later and len(later) == len(pending):
+            time.sleep(poll_s)
+        pending = later
+    return trained
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -660,7 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, help="worker processes side by side (default: the plan's, 1 on CPU, 12 for gpu)"
     )
-    parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n": this worker's share (set by --jobs)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # spawned by --jobs
     parser.add_argument("--max-runs", type=int, help="stop after this many newly trained runs")
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and the time left; train nothing"
@@ -688,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("the gpu plan needs a CUDA GPU (days on a CPU); --dry-run shows it", file=sys.stderr)
         return 1
     runs_dir = args.runs_dir or ROOT / "runs" / f"results_{plan.name}"
-    args.jobs = 1 if args.shard else (args.jobs or plan.jobs)  # a worker never spawns workers
+    args.jobs = 1 if args.worker else (args.jobs or plan.jobs)  # a worker never spawns workers
     if args.jobs > 1:
         return _spawn(args, argv or sys.argv[1:], us, plan)
     prov = provenance(plan)
@@ -697,29 +750,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warning: uncommitted changes under iou_lib/ or tools/; stored runs record clean_tree=false",
             file=sys.stderr,
         )
-    trained = 0
-    for unit in _shard([u for u in us if u.study != "lr"] or us, args.shard):
-        for ready in resolve(plan, unit, args.results_dir, runs_dir / "locks"):
-            trained += train_unit(plan, ready, args.results_dir, runs_dir, prov, args.compile)
-            if args.max_runs is not None and trained >= args.max_runs:
-                print(f"stopped after {trained} runs (--max-runs)")
-                return 0
+    lock_dir = runs_dir / "locks"
+    count = [0]
+
+    def train(ready: Unit) -> int:
+        n = train_unit(plan, ready, args.results_dir, runs_dir, prov, args.compile)
+        count[0] += n
+        if args.max_runs is not None and count[0] >= args.max_runs:
+            raise StopGrid
+        return n
+
+    def resolve_unit(unit: Unit, wait: bool) -> Iterator[Unit]:
+        return resolve(plan, unit, args.results_dir, lock_dir, wait)
+
+    try:
+        trained = work([u for u in us if u.study != "lr"] or us, train, lock_dir, resolve_unit)
+    except StopGrid:
+        print(f"stopped after {count[0]} runs (--max-runs)")
+        return 0
     print(f"done: {trained} runs trained now; {dry_run(plan, us, args.results_dir)}")
     return 0
 
 
 def _spawn(args: argparse.Namespace, argv: Sequence[str], us: Sequence[Unit], plan: Plan) -> int:
-    """``--jobs N``: N workers, worker i taking groups i, i + N, ... of the ordered plan (the most important
-    groups run first on every worker); learning-rate searches are shared through lock files."""
+    """``--jobs N``: N workers, each taking the next unclaimed group of the ordered plan (see :func:`work`);
+    learning-rate searches are shared through lock files."""
     base, skip = [], False
     for a in argv:  # drop "--jobs N" / "--jobs=N"
         if not skip and not a.startswith("--jobs"):
             base.append(a)
         skip = a == "--jobs"
-    procs = [
-        subprocess.Popen([sys.executable, __file__, *base, "--shard", f"{i}/{args.jobs}"])
-        for i in range(args.jobs)
-    ]
+    procs = [subprocess.Popen([sys.executable, __file__, *base, "--worker"]) for _ in range(args.jobs)]
     return max(p.wait() for p in procs)
 
 
