@@ -29,7 +29,8 @@ checkpoints live in ``runs/results_<profile>/`` (git-ignored) and let an interru
 
 ``--dry-run`` prints the plan (runs per study, how many are stored, an estimated time) and trains nothing.
 ``--profile gpu`` runs the same studies at the ``gpu`` profile's size; ``--jobs N`` runs N worker
-processes side by side (small models leave one GPU mostly idle), each taking every N-th group of runs.
+processes side by side (small models leave one GPU mostly idle), each claiming the next group of runs
+that no other worker holds (lock files under the runs folder).
 """
 
 from __future__ import annotations
