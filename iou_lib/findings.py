@@ -76,10 +76,15 @@ def loss_name(spec: str) -> str:
 
     >>> loss_name("0.25*bce+0.75*soft_iou"), loss_name("bce then lovasz_hinge (per image)")
     ('0.25 BCE + 0.75 soft IoU', 'BCE then Lovász hinge (per image)')
-    >>> loss_name("bce:3,soft_iou")
-    'BCE (3) then soft IoU'
+    >>> loss_name("bce:3,soft_iou"), loss_name("tversky alpha=0.3 beta=0.7")
+    ('BCE (3) then soft IoU', 'Tversky (alpha 0.3, beta 0.7)')
     """
     base, _, rest = spec.partition(" (")
+    base, *params = base.split(" ")  # "tversky alpha=0.3 beta=0.7": a loss with its options
+    if params and all("=" in p for p in params):
+        rest = ", ".join(p.replace("=", " ") for p in params) + (f", {rest}" if rest else ")")
+    else:
+        base = " ".join([base, *params])
     phases = []
     for phase in base.replace(" then ", ",").split(","):
         name, _, length = phase.partition(":")

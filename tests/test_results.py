@@ -59,9 +59,24 @@ def test_plan_lists_the_primary_contrast_first_and_each_run_once():
     # imbalance: 4 losses x 6 fractions x 5 seeds (+5 seeds at 1 %), less the 10 primary runs
     assert make_results.n_runs([u for u in units if u.study == "imbalance"]) == 4 * 6 * 5 + 4 * 5 - 10
     shoot = {u.variant.label for u in units if u.study == "shootout"}
-    assert {"soft_iou (per image)", "bce then lovasz_hinge", "lovasz_hinge", "tversky"} <= shoot
+    assert {
+        "soft_iou (per image)",
+        "bce then lovasz_hinge",
+        "lovasz_hinge",
+        "tversky alpha=0.3 beta=0.7",
+    } <= shoot
     assert all(len(u.seeds) >= 3 for u in units if u.data == "camvid")
     assert {len(u.seeds) for u in units if u.study in ("primary", "imbalance", "shootout")} >= {5}
+
+
+def test_shootout_tversky_is_not_soft_dice():
+    """The library's Tversky default (alpha = beta = 0.5) is soft Dice; the shoot-out trains alpha 0.3,
+    beta 0.7 under a label and run ids of its own."""
+    (pooled, per_image) = [v for v in make_results.PLANS["cpu"].shootout if v.loss == "tversky"]
+    assert pooled.options() == {"tversky": {"per_image": False, "alpha": 0.3, "beta": 0.7}}
+    assert per_image.options()["tversky"]["per_image"] is True
+    assert pooled.label == "tversky alpha=0.3 beta=0.7" and pooled.slug == "tversky-a0.3-b0.7"
+    assert per_image.slug == "tversky-a0.3-b0.7_pi"
 
 
 def test_region_losses_get_the_aggregation_of_their_variant():

@@ -62,27 +62,39 @@ KEEP = {"train": ("loss", "lr"), "val": ("miou_d", "miou_d@tuned", "threshold@tu
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """A loss as a study trains it: spec, aggregation of the region losses, and its label in tables."""
+    """A loss as a study trains it: spec, aggregation of the region losses, options of one of its losses
+    (``params``: ``(name, value)`` pairs for the spec's single loss, e.g. the Tversky weights), and its
+    label in tables."""
 
     loss: str
     per_image: bool = False
+    params: tuple[tuple[str, float], ...] = ()
 
     @property
     def label(self) -> str:
-        """``"soft_iou (per image)"``, ``"bce then lovasz_hinge"`` (a warm-up schedule)."""
-        return self.loss.replace(":{warmup},", " then ") + (" (per image)" if self.per_image else "")
+        """``"soft_iou (per image)"``, ``"bce then lovasz_hinge"`` (a warm-up schedule),
+        ``"tversky alpha=0.3 beta=0.7"``."""
+        words = [self.loss.replace(":{warmup},", " then "), *(f"{k}={v:g}" for k, v in self.params)]
+        return " ".join(words) + (" (per image)" if self.per_image else "")
 
     @property
     def slug(self) -> str:
         s = self.loss.replace("*", "x").replace(":", "-").replace(",", "_").replace("+", "p")
+        s += "".join(f"-{k[0]}{v:g}" for k, v in self.params)
         return s + ("_pi" if self.per_image else "")
 
     def options(self) -> dict[str, dict[str, Any]]:
-        """``per_image`` for every region loss of the spec (the Lovász hinge defaults to per image)."""
+        """``per_image`` for every region loss of the spec (the Lovász hinge defaults to per image), and
+        ``params`` for its loss."""
         from iou_lib.train import loss_names
 
         region = {"soft_iou", "soft_dice", "tversky", "jaccard_metric", "lovasz_hinge"}
-        return {n: {"per_image": self.per_image} for n in sorted(loss_names(self.loss) & region)}
+        names = loss_names(self.loss)
+        out = {n: {"per_image": self.per_image} for n in sorted(names & region)}
+        if self.params:
+            (name,) = names  # params belong to a single-loss spec
+            out.setdefault(name, {}).update(dict(self.params))
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,9 +147,18 @@ class Plan:
 
 _REGION = ("soft_iou", "soft_dice", "tversky", "jaccard_metric", "lovasz_hinge")
 _MIX = "0.25*bce+0.75*soft_iou"
+# Tversky at alpha = beta = 0.5 (the library's default) is soft Dice; the shoot-out trains the weights
+# Salehi et al. (2017) found best for small lesions: false negatives weigh more than false positives.
+_TVERSKY = (("alpha", 0.3), ("beta", 0.7))
+
+
+def _variant(name: str, per_image: bool = False) -> Variant:
+    return Variant(name, per_image, _TVERSKY if name == "tversky" else ())
+
+
 _SHOOTOUT = (
-    *(Variant(n) for n in ("bce", "weighted_bce", "focal", *_REGION, _MIX)),
-    *(Variant(n, per_image=True) for n in _REGION),
+    *(_variant(n) for n in ("bce", "weighted_bce", "focal", *_REGION, _MIX)),
+    *(_variant(n, per_image=True) for n in _REGION),
     Variant("bce:{warmup},lovasz_hinge"),
 )
 _IMBALANCE = ("bce", "weighted_bce", "soft_iou", _MIX)
