@@ -27,7 +27,14 @@ README_ROWS = [
     ("soft_iou", "binary", "8x1x512x512 random", "random"),
     ("soft_iou", "multiclass", "8x21x128x128 random", "random"),
 ]
-QUIET_LOAD = 1.0  # a 1-minute load average above this means other jobs shared the machine
+QUIET_LOAD = 1.0  # a 1-minute load average above this (beyond the benchmark's own threads) means other jobs
+
+
+def shared(meta: dict) -> bool:
+    """Whether other jobs shared the machine: a load average above :data:`QUIET_LOAD` before the run, or
+    after it above the benchmark's own threads plus :data:`QUIET_LOAD` (its threads raise the load
+    average themselves while it runs)."""
+    return meta["load_before"][0] > QUIET_LOAD or meta["load_after"][0] > meta["threads"] + QUIET_LOAD
 
 
 def replace_between(text: str, markers: tuple[str, str], block: str) -> str:
@@ -48,7 +55,7 @@ def machine_note(meta: dict) -> str:
         f"{meta['threads']} torch threads of {meta['cpu_count']} CPUs, clock: {meta['clock']}, "
         f"load average {before:.2f} before and {after:.2f} after"
     )
-    if max(before, after) > QUIET_LOAD:
+    if shared(meta):
         return (
             f"Measured {where}: **the machine was shared with other jobs**, so single timings are noisy "
             "(each implementation still ran interleaved with the others, so the ratios are fairer than the "
@@ -127,11 +134,7 @@ def readme_block(results: dict) -> str:
         f"Medians of {meta['rounds']} interleaved rounds of {meta['reps']} calls, "
         f"{meta['date'][:10]}, {meta['threads']} torch threads on a {meta['cpu_count']}-CPU machine (load "
         f"average {meta['load_before'][0]:.1f} before, {meta['load_after'][0]:.1f} after"
-        + (
-            "; shared with other jobs, so noisy)."
-            if max(meta["load_before"][0], meta["load_after"][0]) > QUIET_LOAD
-            else ")."
-        ),
+        + ("; shared with other jobs, so noisy)." if shared(meta) else ")."),
     ]
     checks = [
         t

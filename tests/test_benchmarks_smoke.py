@@ -69,3 +69,23 @@ def test_training_benchmark_compares_layouts_and_restores_the_engine():
     ]
     assert all(float(line.split("|")[3]) > 0 for line in lines[2:])  # images/s per seed
     assert runtime.MEMORY_FORMAT == torch.channels_last
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "is_shared"), [(0.3, 1.9, False), (1.5, 1.9, True), (0.3, 3.5, True)]
+)
+def test_machine_note_counts_the_benchmarks_own_threads(before, after, is_shared):
+    """A 2-thread benchmark raises the load average to about 2 by itself: only load beyond that, or before
+    the run, means other jobs shared the machine."""
+    meta = {
+        "load_before": [before],
+        "load_after": [after],
+        "threads": 2,
+        "date": "2026-12-02T13:40:00",
+        "device": "cpu",
+        "device_name": "x86_64",
+        "cpu_count": 2,
+        "clock": "wall",
+    }
+    assert snapshot.shared(meta) is is_shared
+    assert ("shared with other jobs" in snapshot.machine_note(meta)) is is_shared

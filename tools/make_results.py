@@ -729,8 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile each model: about 1.25x faster CPU runs of the cpu plan after a one-off compile "
-        "of ~40 s per worker (needs a C++ compiler); the stored numbers change only by float rounding",
+        help="torch.compile each model (a one-off compile of ~40 s per worker, needs a C++ compiler; on a "
+        "CPU measured 1.0-1.25x faster, benchmarks/RESULTS.md); the stored numbers change by float rounding",
     )
     parser.add_argument(
         "--jobs", type=int, help="worker processes side by side (default: the plan's, 1 on CPU, 12 for gpu)"
