@@ -253,7 +253,7 @@ reporting.threshold_curves(plain, title=f"STORED: test IoU against the decision 
 
 # %%
 flagged = findings.collapsed_runs(plain)
-print("STORED: runs flagged as collapsed, per loss:", dict(flagged[flagged > 0]) or "none")
+print("STORED: runs flagged as collapsed, per loss:", {k: int(n) for k, n in flagged.items() if n > 0} or "none")
 
 # %% [markdown]
 # ### Calibration of the stored runs at 1 % foreground
