@@ -269,9 +269,13 @@ class Unit:
     class_name: str | None = None
     lr: float | None = None
 
+    @property
+    def setting(self) -> str:
+        """``"fg0.01"`` (synthetic) or ``"camvid-car"`` / ``"camvid-all"``."""
+        return f"fg{self.fg_frac:g}" if self.data == "synthetic" else f"camvid-{self.class_name or 'all'}"
+
     def run_id(self, seed: int, lr: float) -> str:
-        what = f"fg{self.fg_frac:g}" if self.data == "synthetic" else f"camvid-{self.class_name or 'all'}"
-        return f"{what}_{self.variant.slug}_lr{lr:g}_s{seed}"
+        return f"{self.setting}_{self.variant.slug}_lr{lr:g}_s{seed}"
 
 
 def units(plan: Plan, studies: Sequence[str] = STUDIES) -> list[Unit]:
@@ -672,9 +676,8 @@ def dry_run(plan: Plan, us: Sequence[Unit], results_dir: Path) -> str:
 
 
 def unit_key(unit: Unit) -> str:
-    """The name of a unit's lock file: which study, data, setting and loss."""
-    where = f"fg{unit.fg_frac:g}" if unit.data == "synthetic" else f"camvid-{unit.class_name or 'all'}"
-    return f"unit_{unit.study}_{where}_{unit.variant.slug}_lr{unit.lr}"
+    """The name of a unit's lock file: which study, setting and loss."""
+    return f"unit_{unit.study}_{unit.setting}_{unit.variant.slug}_lr{unit.lr}"
 
 
 def work(
