@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -529,25 +529,33 @@ def calibration_bins(prob: Tensor, target: Tensor, n_bins: int = 10) -> tuple[pd
     return bins, ece
 
 
-def reliability_diagram(
-    prob: Mapping[str, Tensor], target: Tensor, n_bins: int = 10, title: str | None = None
+def _reliability_figure(
+    curves: Iterable[tuple[str, Any, Any]], title: str | None, legend_size: float = 8
 ) -> Figure:
-    """One reliability curve per model (observed foreground frequency against mean predicted probability,
-    marker area ~ log of the pixel count), the diagonal of perfect calibration, and each model's expected
-    calibration error in the legend."""
+    """The reliability plot both diagrams draw: the diagonal of perfect calibration and one curve per
+    ``(label, mean probability per bin, observed frequency per bin)``."""
     fig, ax = plt.subplots(figsize=(5.2, 4.2), layout="constrained")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
-    for name, p in prob.items():
-        bins, ece = calibration_bins(p, target, n_bins)
-        ax.plot(bins["mean_p"], bins["frequency"], marker="o", label=f"{name} (ECE {ece:.3f})")
-    ax.set_xlabel("mean predicted foreground probability (per bin)")
-    ax.set_ylabel("observed foreground frequency")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, loc="upper left")
+    for label, mean_p, frequency in curves:
+        ax.plot(mean_p, frequency, marker="o", label=label)
+    ax.set(xlabel="mean predicted foreground probability (per bin)", ylabel="observed foreground frequency")
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=legend_size, loc="upper left")
     if title:
         ax.set_title(title, fontsize=10)
     return _done(fig)
+
+
+def reliability_diagram(
+    prob: Mapping[str, Tensor], target: Tensor, n_bins: int = 10, title: str | None = None
+) -> Figure:
+    """One reliability curve per model (observed foreground frequency against mean predicted probability),
+    the diagonal of perfect calibration, and each model's expected calibration error in the legend."""
+    curves = []
+    for name, p in prob.items():
+        bins, ece = calibration_bins(p, target, n_bins)
+        curves.append((f"{name} (ECE {ece:.3f})", bins["mean_p"], bins["frequency"]))
+    return _reliability_figure(curves, title)
 
 
 def stored_reliability(table: pd.DataFrame, hue: str = "loss", title: str | None = None) -> Figure:
@@ -565,8 +573,7 @@ def stored_reliability(table: pd.DataFrame, hue: str = "loss", title: str | None
         index=[hue, "seed", "bin"], columns="kind", values="value", aggfunc="first"
     )
     wide = wide.reset_index().dropna(subset=["calib_conf"])
-    fig, ax = plt.subplots(figsize=(5.2, 4.2), layout="constrained")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
+    curves = []
     for name in dict.fromkeys(calib[hue]):
         rows = wide[wide[hue] == name]
         weight = rows["calib_share"]
@@ -577,18 +584,9 @@ def stored_reliability(table: pd.DataFrame, hue: str = "loss", title: str | None
         )
         ece = test[(test[hue] == name) & (test["metric"] == "ece")]["value"].astype(float)
         mean, (low, high) = float(ece.mean()), t_interval(ece.to_numpy())
-        ax.plot(
-            pooled["c"] / pooled["calib_share"],
-            pooled["f"] / pooled["calib_share"],
-            marker="o",
-            label=f"{name} (ECE {mean:.3f} [{low:.3f}, {high:.3f}], {len(ece)} seeds)",
-        )
-    ax.set(xlabel="mean predicted foreground probability (per bin)", ylabel="observed foreground frequency")
-    ax.set(xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=7, loc="upper left")
-    if title:
-        ax.set_title(title, fontsize=10)
-    return _done(fig)
+        label = f"{name} (ECE {mean:.3f} [{low:.3f}, {high:.3f}], {len(ece)} seeds)"
+        curves.append((label, pooled["c"] / pooled["calib_share"], pooled["f"] / pooled["calib_share"]))
+    return _reliability_figure(curves, title, legend_size=7)
 
 
 def learning_curves(
