@@ -95,7 +95,7 @@ _NEAR = [1e-30, 2**-149, 1 - 2**-24]
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("odd", _ODD + _NEAR)
 def test_float_target_check(dtype, odd):
-    """The two-reduction check of a float target (integer aminmax of the bits, sum against dot) rejects
+    """The three-reduction check of a float target (integer aminmax of the bits, sum against dot) rejects
     every odd value hidden in a binary mask, with the exact check's error; -0.0 fails the fast check and
     the exact one accepts it, so the loss runs."""
     gen = torch.Generator().manual_seed(0)
