@@ -161,7 +161,7 @@ def training_throughput(rounds: int, steps: int, compile: bool = False) -> list[
     times = interleaved(contenders, rounds)
     lines = ["| training | s per step | images/s per seed | images/s, all seeds |", "|---|---:|---:|---:|"]
     for name in contenders:
-        seeds = 5 if name.startswith("5 seeds") else 1
+        seeds = 5 if name == grouped else 1
         per_step = statistics.median(times[name]) / steps
         per_seed = 16 / per_step
         lines.append(f"| {name} | {per_step:.3f} | {per_seed:.1f} | {seeds * per_seed:.1f} |")
