@@ -17,7 +17,8 @@
 # # 06 · Training with different losses
 #
 # Notebooks 02-05 looked at what each loss *sends* to the pixels. Here we train: one small U-Net per loss
-# on the same imbalanced synthetic task (2 % foreground), everything else equal, and compare the test IoU.
+# on the same imbalanced synthetic task (a small foreground fraction `FG`), everything else equal, and
+# compare the test IoU.
 #
 # **You will learn to**
 #
@@ -69,14 +70,15 @@ print(LABEL)
 # ## 1. The task
 #
 # Each image holds a few striped foreground objects and, as distractors, shapes of the same colour and
-# brightness with a speckled texture; 2 % of the pixels are foreground. An all-background prediction is
-# 98 % accurate and has IoU 0 (experiment E1). Train, validation and test sets are generated independently
-# from the seed.
+# brightness with a speckled texture; a fraction `FG` of the pixels is foreground. An all-background
+# prediction is right on every background pixel and has IoU 0 (experiment E1): the cell prints its accuracy.
+# Train, validation and test sets are generated independently from the seed.
 
 # %%
 train_set, val_set, test_set = load_splits(data, seed=0)
 x_show, y_show = test_set.batch(torch.arange(4))
-print(f"test foreground fraction: {test_set.foreground_fraction():.2%}")
+fg_test = test_set.foreground_fraction()
+print(f"test foreground fraction: {fg_test:.2%}; all-background prediction: accuracy {1 - fg_test:.2%}, IoU 0")
 reporting.predictions_side_by_side(x_show, y_show, {})
 
 # %% [markdown]
@@ -140,11 +142,14 @@ reporting.predictions_side_by_side(x_show, y_show, probs)
 # reliability diagram bins the test pixels by predicted probability and plots the observed foreground
 # frequency of each bin against its mean probability; the expected calibration error (ECE) is the
 # pixel-weighted mean gap. BCE is a proper scoring rule: it is minimised by the true probability, so it
-# tends to be calibrated. Weighted BCE multiplies the positives' weight by about 49 at 2 % foreground, so its
-# probabilities are pushed up (its best threshold sits near $w/(1+w) \approx 0.98$). Soft IoU rewards
-# confident, nearly binary outputs and has no reason to be calibrated at all.
+# tends to be calibrated. Weighted BCE multiplies the positives' weight by $w = (1 - f)/f$ at foreground
+# fraction $f$, so its probabilities are pushed up (its best threshold sits near $w/(1+w)$; the cell prints
+# both for this task). Soft IoU rewards confident, nearly binary outputs and has no reason to be calibrated
+# at all.
 
 # %%
+w = (1 - FG) / FG
+print(f"weighted BCE at {FG:.0%} foreground: w = {w:.0f}, threshold matching 0.5 of BCE w/(1+w) = {w / (1 + w):.3f}")
 x_test, y_test = test_set.batch(torch.arange(len(test_set)))
 with torch.no_grad():
     test_probs = {spec: torch.sigmoid(live_runs[spec].model(x_test))[:, 0]

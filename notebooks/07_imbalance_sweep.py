@@ -17,7 +17,8 @@
 # # 07 · The imbalance sweep: when does an IoU loss pay off?
 #
 # The gradient-balance argument of notebook 02 predicts that BCE's push is dominated by the background when
-# the foreground is small, ($(N-|Y|)/|Y|$ to one, 49 at 2 %), while the soft IoU loss stays balanced. So the
+# the foreground is small, ($(N-|Y|)/|Y|$ to one: 1/f - 1 at foreground fraction f), while the soft IoU loss
+# stays balanced. So the
 # advantage of an IoU loss should *grow as the foreground shrinks* (experiment E4, the hypothesis van Beers
 # et al. left untested). This notebook tests it, then asks a second question: a loss aggregated per image
 # or over the batch optimises a different metric; does each win on the metric it targets (E5)? And what
@@ -77,10 +78,10 @@ display(summarize(live, "miou_d")[["fg_frac", "loss", "mean", "ci95", "n"]].roun
 reporting.mean_ci_plot(live, "miou_d", x="fg_frac", hue="loss", title=f"LIVE, {profile.name} profile")
 
 # %% [markdown]
-# ## 2. Stored sweep: from 50 % down to 1 % foreground
+# ## 2. Stored sweep: from balanced to rare foreground
 #
 # The stored grid compares BCE, weighted BCE, soft IoU and the 0.25·BCE + 0.75·soft IoU mix across
-# foreground fractions (notebook 06 adds the other losses). It is the **converged grid** of
+# foreground fractions (printed below; notebook 06 adds the other losses). It is the **converged grid** of
 # `tools/make_results.py` once stored (learning rate chosen per loss on validation, five seeds, best
 # validation weights), otherwise the **first, reduced grid** (three seeds, short training), labelled as
 # such. Dots are seeds; diamonds and bars are the mean and its 95 % t interval (clipped to [0, 1]).
@@ -93,6 +94,7 @@ SWEEP_LOSSES = ["bce", "weighted_bce", "soft_iou", "0.25*bce+0.75*soft_iou"]
 sweep = source.table[source.table["loss"].isin(SWEEP_LOSSES)]
 sweep = sweep[sweep.groupby("fg_frac")["loss"].transform("nunique") >= 3]  # fractions with the whole sweep
 sweep = reporting.ordered(sweep, "loss", SWEEP_LOSSES)
+print("foreground fractions:", ", ".join(f"{f:.1%}" for f in sorted(sweep["fg_frac"].unique(), reverse=True)))
 reporting.results_table(sweep, {"miou_d": "IoU @ 0.5", "miou_d@val_thr": "IoU @ tuned threshold",
                                 "ap": "average precision"}, by=["fg_frac", "loss"])
 
@@ -255,8 +257,8 @@ for data_label, rows in agg.groupby("data", sort=False):
 
 # %% [markdown]
 # **Exercise 4 (checked).** Weighted BCE's best threshold sits far above 0.5 in the tables above; predict
-# where from the loss alone. With positives weighted by $w$ (here $w = (N - |Y|)/|Y|$, 49 at 2 %
-# foreground), a pixel that is foreground with probability $q$ has the expected loss
+# where from the loss alone. With positives weighted by $w$ (here $w = (N - |Y|)/|Y| = 1/f - 1$ at
+# foreground fraction $f$), a pixel that is foreground with probability $q$ has the expected loss
 # $-w\,q \log p - (1 - q) \log(1 - p)$. Write `weighted_bce_threshold(w)`: the value of the loss-minimising
 # $p$ at $q = 1/2$, i.e. the threshold on a weighted-BCE model that corresponds to 0.5 on a plain one.
 

@@ -61,13 +61,14 @@ RUN_LONG = False  # True: train here even when an estimate printed below is long
 # `DataSpec(kind="camvid", class_name="car")` gives images with target 1 for car, 0 for every other class,
 # and *ignored* for void pixels (the trainer makes them confident true negatives that carry no gradient,
 # and the metrics leave them out; see `data/README.md`). How rare is each class? The next cell counts
-# its share of the labelled (non-void) training pixels.
+# its share of the labelled (non-void) pixels of the training and the validation split.
 
 # %%
 CLASSES = ("car", "pedestrian", "bicyclist", "signsymbol", "pole")  # the classes of the stored study
 if root is not None:
-    shares = {c: camvid_split(root, "train", c).foreground_fraction() for c in CLASSES}
-    print("share of the labelled training pixels:", ", ".join(f"{c} {v:.2%}" for c, v in shares.items()))
+    for split in ("train", "val"):
+        shares = {c: camvid_split(root, split, c).foreground_fraction() for c in CLASSES}
+        print(f"share of the labelled {split} pixels:", ", ".join(f"{c} {v:.2%}" for c, v in shares.items()))
 
 # %%
 # Live sizes: the profile's (cpu: images shrunk 2x), in the fast profile (CI) a short run on images shrunk
@@ -182,7 +183,7 @@ ResultsBrowser(reporting.stored_results("camvid")[0], group="bicyclist")
 # The sentences above are generated from the stored tables; read them with these points in mind:
 #
 # * **Binary models.** The paper's claim (E2) is a gain on small objects and none on large ones: look for
-#   it in the per-class lines (Car is the common class, the others cover about 1 % of the pixels or less).
+#   it in the per-class lines (Car is the common class, the others are rare: see their shares in section 1).
 #   With two or three seeds a per-class interval is wide; the sign test over all class x seed pairs is the
 #   sharper summary. At reduced resolution a pole or a sign is one or two pixels wide, so absolute IoUs
 #   stay low.
@@ -191,7 +192,7 @@ ResultsBrowser(reporting.stored_results("camvid")[0], group="bicyclist")
 #   Tree). The reported +4.8 mIoU of Lovász-softmax (ENet, Cityscapes) came from fine-tuning a converged
 #   network.
 # * **Validation is not test.** CamVid's validation split holds far more of some rare classes than its test
-#   split (Bicyclist 2.2 % of the pixels instead of 0.2 %): compare the validation learning curves with the
+#   split (section 1 prints each class's share of both splits): compare the validation learning curves with the
 #   test tables before trusting a model chosen on validation alone.
 #
 # ## Summary
