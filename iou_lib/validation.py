@@ -8,7 +8,8 @@ value range. Two kinds of checks exist:
 * **value checks** (NaN/Inf in the logits, binary targets outside {0, 1}, class indices out of range)
   read the data, which forces a host/device synchronisation on a GPU. They run by default and can be
   switched off for hot training loops, process-wide with :func:`set_value_checks` or for a block with
-  :func:`value_checks`.
+  :func:`value_checks`. The sigmoid region losses run them on the sums they compute
+  (:func:`check_binary_values`): NaN logits are caught there and infinite ones accepted as exact limits.
 
 Tensor conventions (the same throughout the library):
 
@@ -39,6 +40,7 @@ from torch import Tensor
 __all__ = [
     "binary_inputs",
     "check_absent_score",
+    "check_binary_values",
     "compute_dtype",
     "float_compute",
     "is_multiclass",
@@ -104,11 +106,12 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-@contextlib.contextmanager
-def float_compute(device: torch.device) -> Iterator[None]:
-    """Disable autocast on ``device`` so a loss computes in the dtype it chose (float32 or float64)."""
-    with torch.autocast(device_type=device.type, enabled=False):
-        yield
+def float_compute(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """Disable autocast on ``device`` so a loss computes in the dtype it chose (float32 or float64); a
+    no-op context when autocast is off (entering ``torch.autocast`` costs tens of microseconds a call)."""
+    if not torch.is_autocast_enabled(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def _check_tensor(x: object, name: str) -> Tensor:
@@ -175,7 +178,7 @@ def is_multiclass(logits: Tensor, target: Tensor) -> bool:
 _BITS_OF_ONE = {torch.float32: (torch.int32, 0x3F800000), torch.float64: (torch.int64, 0x3FF0000000000000)}
 
 
-def _float_binary(target: Tensor) -> Tensor:
+def _float_binary(target: Tensor, total: Tensor | None = None) -> Tensor:
     r"""0-dim bool, no host sync and no full-size temporary: whether a float target holds only 0 and 1.
 
     Three reductions. (1) Read as integers, the bit patterns of the floats in :math:`[+0, 1]` are exactly
@@ -187,25 +190,54 @@ def _float_binary(target: Tensor) -> Tensor:
     between 0 and 1 add up to more than the rounding of :math:`\sum y` (a relative :math:`6 \cdot
     10^{-8}`): a resized or soft mask is caught, a value within rounding of 0 or 1 is not. A count above
     :math:`2^{24}` can round the two sums apart; the caller's exact check then decides (slower, never
-    wrong). It replaces an element-wise :math:`|y - y^2|` pass with a full-size temporary: 1.06 ms
-    against 1.35-1.52 ms at 8x1x512x512 (two threads, one timing outside the benchmark suite).
+    wrong). ``total`` is :math:`\sum y` when a loss has already computed it in the target's dtype (then
+    two reductions here). This replaces an element-wise :math:`|y - y^2|` pass with a full-size temporary:
+    1.06 ms against 1.35-1.52 ms at 8x1x512x512 (two threads, one timing outside the benchmark suite).
     """
     y = target.reshape(-1)
     if y.dtype not in _BITS_OF_ONE:
         y = y.float()
     int_dtype, one = _BITS_OF_ONE[y.dtype]
     low, high = torch.aminmax(y.view(int_dtype))
-    return (low >= 0) & (high <= one) & (y.sum() == torch.dot(y, y))
+    return (low >= 0) & (high <= one) & ((y.sum() if total is None else total) == torch.dot(y, y))
 
 
-def _binary_target_ok(target: Tensor, soft: bool) -> Tensor | None:
+def _binary_target_ok(target: Tensor, soft: bool, total: Tensor | None = None) -> Tensor | None:
     """0-dim bool, no host sync: whether a binary target holds only 0 and 1 (values in [0, 1] when
-    ``soft``); ``None`` for a bool target, which always does."""
+    ``soft``); ``None`` for a bool target, which always does. ``total``: see :func:`_float_binary`."""
     if target.dtype == torch.bool:
         return None
     if soft or not target.is_floating_point():
         return _inside(target, 0, 1)  # integers: {0, 1} is the range [0, 1]
-    return _float_binary(target)
+    return _float_binary(target, total)
+
+
+def check_binary_values(
+    logits: Tensor, target: Tensor, soft: bool = False, *, sums: tuple[Tensor, Tensor] | None = None
+) -> None:
+    r"""The value checks of a binary (or multi-label) pair, with one host sync: finite logits, and a target
+    in {0, 1} (in [0, 1] when ``soft``). Raises the error that names the bad values; no-op when value
+    checks are off.
+
+    ``sums = (sum p, sum y)`` are the per-unit sums of a sigmoid loss that has already run on these inputs
+    (``y`` the target in the logits' compute dtype). They save two passes over the data: a NaN logit
+    makes its ``sum p`` NaN, so the logits are not read again, and a float target's :math:`\sum y` is not
+    summed again. An infinite logit is then accepted: its probability is exactly 0 or 1, the value that
+    large finite logits reach in float32 (|z| > 17 rounds to 1), so the loss is its exact limit.
+    """
+    if not value_checks_enabled():
+        return
+    if sums is None:
+        logits_ok, total = _finite(logits), None
+    else:
+        sum_p, sum_y = sums
+        logits_ok = torch.isfinite(sum_p).all()
+        total = sum_y.sum() if sum_y.dtype == target.dtype else None
+    target_ok = _binary_target_ok(target, soft, total)
+    if not bool(logits_ok if target_ok is None else logits_ok & target_ok):
+        if not bool(logits_ok):
+            _raise_if_not_finite(logits)
+        _check_target_values(target, soft)
 
 
 def _check_target_values(target: Tensor, soft: bool) -> None:
@@ -224,13 +256,16 @@ def _check_target_values(target: Tensor, soft: bool) -> None:
         raise ValueError(f"binary target must contain {expected}, found values {values}")
 
 
-def binary_inputs(logits: Tensor, target: Tensor, soft: bool = False) -> tuple[Tensor, Tensor]:
+def binary_inputs(
+    logits: Tensor, target: Tensor, soft: bool = False, *, deferred: bool = False
+) -> tuple[Tensor, Tensor]:
     """Validate a binary (logits, target) pair and flatten both to ``(B, N)``.
 
     Accepts ``logits`` of shape ``(B, ...)`` and a target of the same shape, or of that shape without a
     singleton channel dimension (``(B, 1, H, W)`` logits against a ``(B, H, W)`` target). The returned
     logits are in :func:`compute_dtype`, the returned target is in the same dtype with values in {0, 1}
     (in the interval [0, 1] when ``soft=True``: soft labels such as label smoothing or distillation).
+    ``deferred=True`` skips the value checks: the caller runs :func:`check_binary_values` on its sums.
     """
     _check_common(logits, target, min_logit_dims=2)
     if logits.dim() == target.dim() + 1 and logits.shape[1] == 1:
@@ -248,12 +283,8 @@ def binary_inputs(logits: Tensor, target: Tensor, soft: bool = False) -> tuple[T
         )
     if target.dtype.is_complex:
         raise TypeError(f"target must be real (float, integer or bool), got dtype {target.dtype}")
-    if value_checks_enabled():
-        ok = _finite(logits)
-        target_ok = _binary_target_ok(target, soft)
-        if not bool(ok if target_ok is None else ok & target_ok):  # one host sync for all value checks
-            _raise_if_not_finite(logits)
-            _check_target_values(target, soft)
+    if not deferred:
+        check_binary_values(logits, target, soft)
     dtype = compute_dtype(logits)
     return logits.reshape(logits.shape[0], -1).to(dtype), target.reshape(target.shape[0], -1).to(dtype)
 
@@ -547,9 +578,12 @@ def resolve_mode(logits: object, target: object, mode: object, allowed: tuple[st
     return mode
 
 
-def multilabel_inputs(logits: Tensor, target: Tensor, soft: bool = False) -> tuple[Tensor, Tensor]:
+def multilabel_inputs(
+    logits: Tensor, target: Tensor, soft: bool = False, *, deferred: bool = False
+) -> tuple[Tensor, Tensor]:
     """Validate multi-label logits ``(B, C, ...)`` against a target of the same shape (values in {0, 1}
-    per channel, or in [0, 1] when ``soft``) and flatten both to ``(B, C, N)`` in the compute dtype."""
+    per channel, or in [0, 1] when ``soft``) and flatten both to ``(B, C, N)`` in the compute dtype.
+    ``deferred``: as in :func:`binary_inputs`."""
     _check_common(logits, target, min_logit_dims=3)
     if target.shape != logits.shape:
         raise ValueError(
@@ -557,7 +591,7 @@ def multilabel_inputs(logits: Tensor, target: Tensor, soft: bool = False) -> tup
             f"got {tuple(target.shape)}"
         )
     b, c = logits.shape[:2]
-    z, y = binary_inputs(logits.reshape(b * c, -1), target.reshape(b * c, -1), soft=soft)
+    z, y = binary_inputs(logits.reshape(b * c, -1), target.reshape(b * c, -1), soft=soft, deferred=deferred)
     return z.view(b, c, -1), y.view(b, c, -1)
 
 

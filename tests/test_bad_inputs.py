@@ -257,3 +257,35 @@ def test_a_loss_reads_the_device_once_for_all_its_value_checks_and_never_in_back
     with iou_lib.value_checks(False), _OpLog() as unchecked:
         losses.functional(name)(x, y)
     assert _syncs(unchecked.ops) == []
+
+
+class _FullPasses(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the aten operations that read a tensor of ``size`` elements: passes over the data (views,
+    which read nothing, are not counted)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size, self.ops = size, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        flat = torch.utils._pytree.tree_leaves((args, kwargs))
+        if not func.is_view and any(isinstance(t, torch.Tensor) and t.numel() == self.size for t in flat):
+            self.ops.append(func._schema.name.split("::")[-1])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("name", ["soft_iou", "soft_dice", "tversky"])
+def test_sigmoid_region_checks_cost_two_passes_over_a_float_target_and_none_over_the_logits(name, per_image):
+    """The value checks ride on the loss's own sums: NaN logits show in its sum of p, its sum of y is
+    shared, so only the target's bit range (aminmax) and its dot y.y read the data again."""
+    z, y = torch.randn(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    runs = {}
+    for checks in (True, False):
+        with iou_lib.value_checks(checks), _FullPasses(z.numel()) as log:
+            losses.functional(name)(z, y, per_image=per_image)
+        runs[checks] = log.ops
+    extra = list(runs[True])
+    for op in runs[False]:
+        extra.remove(op)
+    assert sorted(extra) == ["aminmax", "dot"]

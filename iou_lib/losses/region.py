@@ -51,6 +51,7 @@ from iou_lib.validation import (
     Reduction,
     binary_inputs,
     call_checks,
+    check_binary_values,
     check_choice,
     check_classes,
     check_flag,
@@ -146,14 +147,14 @@ def _tversky_terms(
     unit under ``"fp_rate"`` scores :math:`\sum p / N` (derivatives 0 and :math:`1/N`).
     """
     alpha, beta, smooth = weights
+    # few small operations: on small images their count, not the data, sets the time
     num = inter + smooth
-    den = inter + alpha * (sum_p - inter) + beta * (sum_y - inter) + smooth
-    nonzero = den > 0
-    den = torch.where(nonzero, den, torch.ones_like(den))
-    loss = 1 - torch.where(nonzero, num / den, 0.0)
-    scale = torch.where(nonzero, den.square().reciprocal_(), 0.0)
-    d_inter = ((1 - alpha - beta) * num - den).mul_(scale)
-    d_sum_p = (alpha * num).mul_(scale)
+    den = torch.add(num, sum_p, alpha=alpha).add_(sum_y, alpha=beta).sub_(inter, alpha=alpha + beta)
+    inv = torch.where(den > 0, den.reciprocal(), 0.0)  # 1/D, and 0 where D = 0
+    loss = torch.rsub(torch.mul(num, inv), 1)
+    neg_scale = inv.square_().neg_()  # -1/D^2
+    d_inter = torch.add(den, num, alpha=alpha + beta - 1).mul_(neg_scale)
+    d_sum_p = torch.mul(num, neg_scale).mul_(-alpha)
     if empty == "fp_rate":
         is_empty = sum_y == 0
         loss = torch.where(is_empty, sum_p / n_pixels, loss)
@@ -168,7 +169,8 @@ def _pool(per_image: bool, *sums: Tensor) -> tuple[Tensor, ...]:
 
 class _SigmoidTversky(torch.autograd.Function):
     """Per-unit Tversky losses ``(B or 1, C)`` of sigmoid probabilities: logits ``z`` ``(B, C, N)`` and a
-    target ``y`` (same shape, values in [0, 1]); binary is ``C = 1``. Also returns ``sum y`` per unit.
+    target ``y`` (same shape, values in [0, 1]); binary is ``C = 1``. Also returns ``sum p`` and ``sum y``
+    per unit (for the empty-unit rule and the value checks).
 
     One sigmoid and three row sums forward; the backward is closed form: ``dL/dz = p (1 - p) (a y + c)``
     with per-unit ``a = dL/dI`` and ``c = dL/d sum p``.
@@ -177,22 +179,23 @@ class _SigmoidTversky(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, z: Tensor, y: Tensor, per_image: bool, weights: tuple[float, float, float], empty: EmptyRule
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         p = torch.sigmoid(z)
         if per_image or z.shape[1] > 1:
-            inter, sum_p, sum_y = _pool(per_image, torch.linalg.vecdot(p, y), p.sum(2), y.sum(2))
+            # einsum runs a batched BLAS dot; vecdot would write the full-size product p * y first
+            inter, sum_p, sum_y = _pool(per_image, torch.einsum("bcn,bcn->bc", p, y), p.sum(2), y.sum(2))
         else:  # one unit, the whole batch: a BLAS dot, without vecdot's full-size product
             p_flat, y_flat = p.reshape(-1), y.reshape(-1)
             inter, sum_p, sum_y = (t.view(1, 1) for t in (torch.dot(p_flat, y_flat), p.sum(), y.sum()))
         n_pixels = z.shape[2] * (1 if per_image else z.shape[0])
         loss, d_inter, d_sum_p = _tversky_terms(inter, sum_p, sum_y, n_pixels, weights, empty)
         ctx.save_for_backward(p, y, d_inter, d_sum_p)
-        ctx.mark_non_differentiable(sum_y)
-        return loss, sum_y
+        ctx.mark_non_differentiable(sum_p, sum_y)
+        return loss, sum_p, sum_y
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor, _: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, grad: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
         p, y, d_inter, d_sum_p = ctx.saved_tensors
         # c + a y: a broadcast multiply, then an in-place add (about 2x faster on CPU than one addcmul, whose
         # broadcast of the per-unit c misses the vectorised path)
@@ -204,7 +207,7 @@ class _SigmoidTversky(torch.autograd.Function):
 
 class _SoftmaxTversky(torch.autograd.Function):
     """Per-unit multi-class Tversky losses ``(B or 1, C)`` from logits ``z`` ``(B, C, N)`` and class
-    indices ``labels`` ``(B, N)``. Also returns ``sum y`` per unit.
+    indices ``labels`` ``(B, N)``. Also returns ``sum p`` and ``sum y`` per unit.
 
     No one-hot: ``I`` and ``sum y`` per (image, class) are scatter-adds of the true-class probability and
     of ones. With ``dL/dp_c = c_c + a_c [y = c]`` (per-unit ``a = dL/dI``, ``c = dL/d sum p``), the
@@ -219,7 +222,7 @@ class _SoftmaxTversky(torch.autograd.Function):
         per_image: bool,
         weights: tuple[float, float, float],
         empty: EmptyRule,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         n_batch, n_classes, n_pixels = z.shape
         p = torch.softmax(z, dim=1)
         p_true = p.gather(1, labels[:, None]).squeeze(1)
@@ -229,12 +232,12 @@ class _SoftmaxTversky(torch.autograd.Function):
         n_pixels *= 1 if per_image else n_batch
         loss, d_inter, d_sum_p = _tversky_terms(inter, sum_p, sum_y, n_pixels, weights, empty)
         ctx.save_for_backward(p, labels, p_true, d_inter, d_sum_p)
-        ctx.mark_non_differentiable(sum_y)
-        return loss, sum_y
+        ctx.mark_non_differentiable(sum_p, sum_y)
+        return loss, sum_p, sum_y
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor, _: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, grad: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
         p, labels, p_true, d_inter, d_sum_p = ctx.saved_tensors
         n_batch, n_classes, _ = p.shape
         a = (grad * d_inter).expand(n_batch, n_classes)
@@ -246,10 +249,11 @@ class _SoftmaxTversky(torch.autograd.Function):
 
 
 def _validated(
-    logits: Tensor, target: Tensor, mode: str, ignore_index: int | None, soft_target: bool
+    logits: Tensor, target: Tensor, mode: str, ignore_index: int | None, soft_target: bool, deferred: bool
 ) -> tuple[Tensor, Tensor, Tensor | None, bool]:
     """``(z, y, valid, index)``: logits ``(B, C, N)``; ``y`` class indices ``(B, N)`` when ``index``,
-    else probabilities-to-match ``(B, C, N)``; ``valid`` ``(B, N)`` or None."""
+    else probabilities-to-match ``(B, C, N)``; ``valid`` ``(B, N)`` or None. ``deferred``: a sigmoid
+    task's value checks are left to :func:`~iou_lib.validation.check_binary_values` on the loss's sums."""
     if mode == "multiclass":
         probabilities = (
             isinstance(target, Tensor) and target.is_floating_point() and target.shape == logits.shape
@@ -267,9 +271,9 @@ def _validated(
             f"got mode={mode!r}"
         )
     if mode == "multilabel":
-        z, y = multilabel_inputs(logits, target, soft=soft_target)
+        z, y = multilabel_inputs(logits, target, soft=soft_target, deferred=deferred)
         return z, y, None, False
-    z, y = binary_inputs(logits, target, soft=soft_target)
+    z, y = binary_inputs(logits, target, soft=soft_target, deferred=deferred)
     return z[:, None], y[:, None], None, False
 
 
@@ -331,26 +335,31 @@ def region_loss(
     ignore_index = check_ignore_index(ignore_index)
     if not isinstance(logits, Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    fused = tversky is not None and ignore_index is None
     with call_checks(validate_args):
         mode = resolve_mode(logits, target, mode, REGION_MODES)
         if mode == "binary" and classes not in ("all", "present"):
             raise ValueError(f"classes selects channels in multiclass or multilabel mode; got {classes!r}")
-        z, y, valid, index = _validated(logits, target, mode, ignore_index, soft_target)
-    smooth = float(smooth)
-    with float_compute(z.device):
-        if tversky is not None and valid is None:
-            fused = _SoftmaxTversky if index else _SigmoidTversky
-            loss, sum_y = fused.apply(z, y, per_image, (*tversky, smooth), empty)
-            n_pixels = None
-        else:
-            loss, sum_y, n_pixels = _general_units(z, y, valid, index, mode, score, per_image, smooth, empty)
-        counted = None if n_pixels is None else n_pixels > 0
-        if empty == "ignore" or classes == "present":
-            counted = (sum_y > 0) if counted is None else counted & (sum_y > 0)
-        if classes not in ("all", "present"):
-            selected = class_mask(classes, z.shape[1], z.device)[None, :]
-            counted = selected.expand_as(loss) if counted is None else counted & selected
-        out = reduce_units(loss, counted, reduction)
+        z, y, valid, index = _validated(logits, target, mode, ignore_index, soft_target, deferred=fused)
+        smooth = float(smooth)
+        with float_compute(z.device):
+            if fused:
+                loss, sum_p, sum_y = (_SoftmaxTversky if index else _SigmoidTversky).apply(
+                    z, y, per_image, (*tversky, smooth), empty
+                )
+                if not index:  # the checks the sigmoid path deferred to its sums
+                    check_binary_values(logits, target, sums=(sum_p, sum_y))
+                n_pixels = None
+            else:
+                units = _general_units(z, y, valid, index, mode, score, per_image, smooth, empty)
+                loss, sum_y, n_pixels = units
+            counted = None if n_pixels is None else n_pixels > 0
+            if empty == "ignore" or classes == "present":
+                counted = (sum_y > 0) if counted is None else counted & (sum_y > 0)
+            if classes not in ("all", "present"):
+                selected = class_mask(classes, z.shape[1], z.device)[None, :]
+                counted = selected.expand_as(loss) if counted is None else counted & selected
+            out = reduce_units(loss, counted, reduction)
     if reduction != "none":
         return out
     return out[:, 0] if mode == "binary" else out if per_image else out[0]  # (B,), (1,), (B, C), (C,)
