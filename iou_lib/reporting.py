@@ -589,6 +589,32 @@ def stored_reliability(table: pd.DataFrame, hue: str = "loss", title: str | None
     return _reliability_figure(curves, title, legend_size=7)
 
 
+PER_IMAGE = " (per image)"
+
+
+def _line_keys(table: pd.DataFrame, hue: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Seaborn's line keys for ``hue``: one colour per loss and, when some labels end in
+    ``" (per image)"``, the aggregation as the line style (dashed per image, solid pooled), so a grid of
+    15 losses needs 10 colours, not 15 (the default palette repeats after 10)."""
+    names = list(dict.fromkeys(table[hue]))
+    if not any(str(n).endswith(PER_IMAGE) for n in names):
+        return table, {"hue": hue, "hue_order": names}
+    labels = table[hue].astype(str)
+    table = table.assign(
+        **{
+            hue: labels.str.removesuffix(PER_IMAGE),
+            "aggregation": np.where(labels.str.endswith(PER_IMAGE), "per image", "pooled"),
+        }
+    )
+    keys = {
+        "hue": hue,
+        "hue_order": list(dict.fromkeys(table[hue])),
+        "style": "aggregation",
+        "style_order": ["pooled", "per image"],
+    }
+    return table, keys
+
+
 def learning_curves(
     table: pd.DataFrame,
     panels: Sequence[tuple[str, str]] = (("train", "loss"), ("val", "miou_d")),
@@ -604,15 +630,14 @@ def learning_curves(
     fig, axes = plt.subplots(
         1, len(panels), figsize=(4.6 * len(panels) + 1.6, 3.6), layout="constrained", squeeze=False
     )
-    hue_order = list(dict.fromkeys(table[hue]))
+    table, keys = _line_keys(table, hue)
     for ax, (split, metric) in zip(axes[0], panels, strict=True):
         rows = table[(table["split"] == split) & (table["metric"] == metric)]
         sns.lineplot(
             data=rows,
             x=time,
             y="value",
-            hue=hue,
-            hue_order=hue_order,
+            **keys,
             errorbar=("pi", 100),
             ax=ax,
             legend=ax is axes[0, -1],
@@ -638,16 +663,9 @@ def threshold_curves(table: pd.DataFrame, hue: str = "loss", title: str | None =
     if rows.empty:
         raise ValueError("table has no test curve_d@<threshold> rows")
     rows = rows.assign(threshold=rows["metric"].str.removeprefix("curve_d@").astype(float))
+    rows, keys = _line_keys(rows, hue)
     fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
-    sns.lineplot(
-        data=rows,
-        x="threshold",
-        y="value",
-        hue=hue,
-        hue_order=list(dict.fromkeys(table[hue])),
-        errorbar=None,
-        ax=ax,
-    )
+    sns.lineplot(data=rows, x="threshold", y="value", **keys, errorbar=None, ax=ax)
     ax.axvline(0.5, ls=":", c="grey")
     ax.set_xlabel("decision threshold on the predicted probability")
     ax.set_ylabel("test IoU (whole test set)")

@@ -286,3 +286,26 @@ def test_stored_reliability_pools_seeds_and_reports_ece():
     assert f"ECE {ece_a:.3f}" in lines["a"].get_label() and "2 seeds" in lines["a"].get_label()
     with pytest.raises(ValueError, match="before the engine measured calibration"):
         reporting.stored_reliability(table[~table["metric"].str.startswith("calib_")])
+
+
+def test_curves_of_many_losses_keep_colours_apart_and_dash_the_per_image_variants():
+    """Eleven losses, six with a per-image variant: one colour per loss, the per-image variant dashed in
+    its loss's colour (not a 17th colour of its own, hard to tell from its neighbours)."""
+    losses = [f"loss{i}" for i in range(11)]
+    names = losses + [f"{n} (per image)" for n in losses[:6]]
+    curve = pd.DataFrame(
+        [
+            rows(n, 0, t * (1 + i), metric=f"curve_d@{t:.2f}")
+            for i, n in enumerate(names)
+            for t in (0.25, 0.75)
+        ]
+    )
+    ax = reporting.threshold_curves(curve).axes[0]
+    lines = [line for line in ax.get_lines() if list(line.get_xdata()) == [0.25, 0.75]]  # not the 0.5 marker
+    assert len(lines) == len(names)
+    colour = {tuple(line.get_ydata()): (line.get_color(), line.get_linestyle()) for line in lines}
+    by_name = {n: colour[(0.25 * (1 + i), 0.75 * (1 + i))] for i, n in enumerate(names)}
+    assert len({by_name[n][0] for n in losses}) == 11
+    for n in losses[:6]:
+        assert by_name[f"{n} (per image)"][0] == by_name[n][0]
+        assert by_name[f"{n} (per image)"][1] != by_name[n][1]
