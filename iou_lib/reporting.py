@@ -169,6 +169,7 @@ def stored_study(
         "profile": profile,
         "n_runs": len(files),
         "note": records[0].get("note") if records else None,
+        "plan": records[0].get("plan") if records else None,
         "git_commit": sorted({r.get("git_commit", "")[:10] for r in records}),
         "clean_tree": all(r.get("clean_tree") for r in records),
         "device": sorted({r.get("device", "") for r in records}),

@@ -247,7 +247,8 @@ reporting.learning_curves(plain, title=f"STORED: learning curves, fg {SETTING:.0
 # passes too: read it with the curves above).
 
 # %%
-reporting.convergence(plain)
+display(reporting.convergence(plain))
+print(findings.convergence_sentence(plain))
 
 # %%
 reporting.threshold_curves(plain, title=f"STORED: test IoU against the decision threshold, fg {SETTING:.0%}")

@@ -123,6 +123,7 @@ for metric, words in (("miou_d", "IoU at 0.5"), ("miou_d@val_thr", "IoU at the t
 
 # %%
 display(reporting.convergence(sweep, by=("fg_frac", "loss")))
+print(findings.convergence_sentence(sweep))
 reporting.learning_curves(sweep[sweep["fg_frac"] == sweep["fg_frac"].min()],
                           title=f"STORED: learning curves at {sweep['fg_frac'].min():.1%} foreground")
 

@@ -117,13 +117,10 @@ source = findings.camvid_source("cpu")
 binary = source.table
 print(f"STORED, {source.label}")
 print(reporting.provenance_text(source.prov))
-multi_stored, multi_prov = reporting.stored_study("camvid_multi", "cpu")
-if multi_stored.empty or multi_stored["seed"].nunique() < 2:  # not in the converged grid yet: the first grid's
-    first, multi_prov = reporting.stored_results("camvid", "cpu")
-    multi_stored = first[first["class_name"] == ""]
-else:
-    multi_stored = multi_stored.assign(loss=multi_stored["variant"])
-print(f"11-class runs: {reporting.provenance_text(multi_prov)}")
+multi = findings.camvid_multi_source("cpu")  # the converged grid once every loss has its seeds
+multi_stored = multi.table
+print(f"11-class runs: STORED, {multi.label}")
+print(reporting.provenance_text(multi.prov))
 
 # %% [markdown]
 # **Table 1 (binary, one model per class).** Test IoU of the class at threshold 0.5 (mean over seeds); the

@@ -2,6 +2,7 @@
 tables, is current in the README, and changes when a stored table changes."""
 
 import importlib.util
+import json
 import re
 import shutil
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from iou_lib import findings
+from iou_lib import findings, reporting
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location(
@@ -218,3 +219,68 @@ def test_lr_choices_read_the_best_step_and_flag_the_grid_edge():
     assert got.loc["b", "chosen"] == 0.01 and got.loc["c", "chosen"] == 0.03 and got.loc["c", "on_edge"]
     assert "for 3 losses" in text and "on the edge of the grid for c" in text
     assert "1 searches are not complete yet" in text
+
+
+CAMVID_PLAN = {
+    "camvid_classes": ["car", "pedestrian", "bicyclist", "signsymbol", "pole"],
+    "camvid_binary": ["bce", "soft_iou", "bce:10,soft_iou"],
+    "camvid_multi": ["cross_entropy", "lovasz_softmax", "cross_entropy:10,lovasz_softmax"],
+}
+
+
+def _camvid_grid(results, first: pd.DataFrame, study: str, seeds: int) -> None:
+    """Store the first grid's CamVid runs of ``first`` as a converged-grid ``study`` with ``seeds`` seeds
+    (extra seeds copy seed 0, shifted by 0.01 per seed), one csv + json per run as make_results writes,
+    the json recording the plan (which classes and losses make the grid complete)."""
+    folder = results / "cpu" / study
+    folder.mkdir(parents=True)
+    base = first[first["seed"] == first["seed"].min()]
+    for seed in range(seeds):
+        runs = first[first["seed"] == seed] if seed in set(first["seed"]) else base.assign(seed=seed)
+        if seed not in set(first["seed"]):
+            runs = runs.assign(value=runs["value"] + 0.01 * seed)
+        for (cls, loss), rows in runs.groupby(["class_name", "loss"]):
+            run = f"camvid-{cls or 'all'}_{loss}_s{seed}".replace(":", "-").replace(",", "-")
+            rows = rows.rename(columns={"epoch": "step"}).assign(
+                run=run, study=study, variant=loss, lr=0.003, profile="cpu"
+            )
+            rows.to_csv(folder / f"{run}.csv", index=False)
+            record = {"git_commit": "0123456789ab", "clean_tree": True, "device": "cpu", "wall_s": 1.0}
+            (folder / f"{run}.json").write_text(json.dumps({**record, "note": "test", "plan": CAMVID_PLAN}))
+
+
+def test_camvid_findings_switch_to_the_converged_grid_once_every_class_has_its_seeds(tmp_path):
+    """What notebook 08 and the README do with the stored CamVid grid once it is complete (the code path
+    the partial grid of a session never reaches): the source switches, and the tables, the per-class
+    sentences, the sign test and the 11-class contrasts are generated from it."""
+    for f in (ROOT / "data" / "results").glob("*_cpu.*"):
+        shutil.copy(f, tmp_path)
+    first = pd.read_csv(tmp_path / "camvid_cpu.csv", keep_default_na=False)
+    binary, multi = first[first["class_name"] != ""], first[first["class_name"] == ""]
+    needed = findings.MIN_SEEDS["camvid"]
+    _camvid_grid(tmp_path, binary[binary["class_name"] != "pole"], "camvid_binary", needed)
+    assert findings.camvid_source("cpu", tmp_path).kind == "first"  # one class short: no switch
+    _camvid_grid(tmp_path, binary[binary["class_name"] == "pole"], "camvid_binary_pole", needed)
+    for f in (tmp_path / "cpu" / "camvid_binary_pole").iterdir():
+        f.rename(tmp_path / "cpu" / "camvid_binary" / f.name)
+    source = findings.camvid_source("cpu", tmp_path)
+    assert source.kind == "grid" and "converged 'cpu' CamVid grid" in source.label
+    per_class, signs = findings.camvid_summary(source.table)
+    assert set(per_class["n"]) == {needed} and len(per_class) == binary["class_name"].nunique()
+    assert f"of {binary['class_name'].nunique() * needed} class x seed pairs" in signs
+    for metric in ("miou_d", "miou_d@val_thr"):
+        if (source.table["metric"] == metric).any():
+            table = reporting.class_table(source.table, metric=metric)
+            assert list(table.index)[-1] == "mean"
+    section = findings.readme_section("cpu", tmp_path)
+    assert f"from the {source.label}" in section and f"| {needed} |" in section
+    _camvid_grid(tmp_path, multi[multi["loss"] != "lovasz_softmax"], "camvid_multi", needed)
+    assert findings.camvid_multi_source("cpu", tmp_path).kind == "first"  # one loss short: no switch
+    _camvid_grid(tmp_path, multi[multi["loss"] == "lovasz_softmax"], "camvid_multi_rest", needed)
+    for f in (tmp_path / "cpu" / "camvid_multi_rest").iterdir():
+        f.rename(tmp_path / "cpu" / "camvid_multi" / f.name)
+    source = findings.camvid_multi_source("cpu", tmp_path)
+    assert source.kind == "grid"
+    assert "mIoU" in reporting.class_table(source.table).index
+    diffs = reporting.paired_differences(source.table, baseline="cross_entropy", by=())
+    assert set(diffs.groupby("loss")["value"].count()) == {needed}
