@@ -17,6 +17,7 @@ The pre-declared **primary contrast** is soft IoU minus BCE at 1 % foreground, t
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -182,41 +183,39 @@ def synthetic_source(profile: str = "cpu", results_dir: str | Path | None = None
     return Source("first", label, plain.reset_index(drop=True), prov)
 
 
-def _complete(table: pd.DataFrame, keys: list[str], expected: int) -> bool:
-    """Whether ``expected`` groups of ``keys`` each have :data:`MIN_SEEDS` CamVid seeds on the test set."""
-    if table.empty or expected == 0:
-        return False
-    tests = table[table["split"] == "test"]
-    return int((tests.groupby(keys)["seed"].nunique() >= MIN_SEEDS["camvid"]).sum()) >= expected
+def _camvid(
+    study: str, keys: list[str], plan_lists: tuple[str, ...], profile: str, results_dir: str | Path | None
+) -> Source:
+    """The converged grid's runs of a CamVid ``study`` once every group of ``keys`` that its plan (the
+    ``plan`` its runs recorded) asks for, the product of the lengths of ``plan_lists``, has
+    :data:`MIN_SEEDS` seeds on the test set; else the first grid's runs of the same kind (binary rows for
+    ``camvid_binary``, the 11-class rows otherwise): a partial grid never replaces what is shown."""
+    table, prov = _grid((study,), profile, Path(results_dir) if results_dir is not None else None)
+    plan = prov.get("plan") or {}
+    expected = math.prod(len(plan.get(name, ())) for name in plan_lists)
+    if not table.empty and expected:
+        tests = table[table["split"] == "test"]
+        if int((tests.groupby(keys)["seed"].nunique() >= MIN_SEEDS["camvid"]).sum()) >= expected:
+            return Source("grid", f"converged '{profile}' CamVid grid ({prov['n_runs']} runs)", table, prov)
+    table, prov = reporting.stored_results("camvid", profile, results_dir)
+    binary = table["class_name"].astype(str) != ""
+    first = table[binary if study == "camvid_binary" else ~binary]
+    label = f"first, reduced '{profile}' CamVid grid ({prov['n_runs']} runs: {prov['note']})"
+    return Source("first", label, first.reset_index(drop=True), prov)
 
 
 def camvid_source(profile: str = "cpu", results_dir: str | Path | None = None) -> Source:
-    """CamVid binary per-class runs of the converged grid once every class and loss of its plan (the
-    ``plan`` its runs recorded) has :data:`MIN_SEEDS` seeds, else those of the first grid: a partial grid
-    never replaces what the notebook and the README show."""
-    folder = Path(results_dir) if results_dir is not None else None
-    table, prov = _grid(("camvid_binary",), profile, folder)
-    plan = prov.get("plan") or {}
-    expected = len(plan.get("camvid_classes", ())) * len(plan.get("camvid_binary", ()))
-    if _complete(table, ["class_name", "loss"], expected):
-        return Source("grid", f"converged '{profile}' CamVid grid ({prov['n_runs']} runs)", table, prov)
-    table, prov = reporting.stored_results("camvid", profile, results_dir)
-    binary = table[table["class_name"].astype(str) != ""]
-    label = f"first, reduced '{profile}' CamVid grid ({prov['n_runs']} runs: {prov['note']})"
-    return Source("first", label, binary.reset_index(drop=True), prov)
+    """CamVid binary per-class runs of the converged grid once every class x loss of its plan has
+    :data:`MIN_SEEDS` seeds, else those of the first grid."""
+    return _camvid(
+        "camvid_binary", ["class_name", "loss"], ("camvid_classes", "camvid_binary"), profile, results_dir
+    )
 
 
 def camvid_multi_source(profile: str = "cpu", results_dir: str | Path | None = None) -> Source:
     """The 11-class CamVid runs of the converged grid once every loss of its plan has :data:`MIN_SEEDS`
-    seeds, else the first grid's (as :func:`camvid_source`)."""
-    folder = Path(results_dir) if results_dir is not None else None
-    table, prov = _grid(("camvid_multi",), profile, folder)
-    if _complete(table, ["loss"], len((prov.get("plan") or {}).get("camvid_multi", ()))):
-        return Source("grid", f"converged '{profile}' CamVid grid ({prov['n_runs']} runs)", table, prov)
-    table, prov = reporting.stored_results("camvid", profile, results_dir)
-    multi = table[table["class_name"].astype(str) == ""]
-    label = f"first, reduced '{profile}' CamVid grid ({prov['n_runs']} runs: {prov['note']})"
-    return Source("first", label, multi.reset_index(drop=True), prov)
+    seeds, else the first grid's."""
+    return _camvid("camvid_multi", ["loss"], ("camvid_multi",), profile, results_dir)
 
 
 def contrasts(
