@@ -419,10 +419,11 @@ evaluations and the 20 % before, over seeds; plateau = below 0.02). Still rising
     """
     conv = reporting.convergence(table, by=("fg_frac", "loss"))
     rising = conv[~conv["plateaued"]].sort_values(["loss", "fg_frac"], kind="stable")
+    share = f"{conv.attrs['share'] * 100:g} %"
     text = (
         f"{int(conv['plateaued'].sum())} of {len(conv)} (foreground, loss) cells plateaued (mean change of "
-        "validation IoU between the last 20 % of evaluations and the 20 % before, over seeds; plateau = "
-        "below 0.02)."
+        f"validation IoU between the last {share} of evaluations and the {share} before, over seeds; "
+        f"plateau = below {conv.attrs['tol']:g})."
     )
     if rising.empty:
         return text

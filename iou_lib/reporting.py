@@ -486,7 +486,7 @@ def convergence(
     out["mean_change"] = out["mean_change"].round(4)
     out["max_change"] = out["max_change"].round(4)
     out["plateaued"] = out["mean_change"].abs() < tol
-    out.attrs["metric"] = metric
+    out.attrs.update(metric=metric, share=share, tol=tol)
     return out
 
 
@@ -595,8 +595,9 @@ PER_IMAGE = " (per image)"
 
 def _line_keys(table: pd.DataFrame, hue: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Seaborn's line keys for ``hue``: one colour per loss and, when some labels end in
-    ``" (per image)"``, the aggregation as the line style (dashed per image, solid pooled), so a grid of
-    15 losses needs 10 colours, not 15 (the default palette repeats after 10)."""
+    ``" (per image)"`` (the labels of ``tools/make_results.py``), the aggregation as the line style (dashed
+    per image, solid pooled), so the 15 arms of the shoot-out take 10 colours of the default palette
+    instead of 15 evenly spaced hues that are hard to tell apart."""
     names = list(dict.fromkeys(table[hue]))
     if not any(str(n).endswith(PER_IMAGE) for n in names):
         return table, {"hue": hue, "hue_order": names}
