@@ -12,11 +12,16 @@
   read 0 after the first call). The torch profiler with ``profile_memory=True`` records every CPU
   allocation and free of torch's allocator with a timestamp; the peak of their running sum is the most
   memory the call held above its starting level (gradient of the input included).
+* **Page faults** (CPU, a loop of extra calls): minor faults per call, read from ``getrusage``. Each is a
+  page of fresh memory that the allocator had to map (glibc returns freed heap memory above its trim
+  threshold to the system, so a call whose buffers land there pays for them again on the next call): a
+  cost that the same arithmetic can pay or not depending on the order of allocations.
 """
 
 from __future__ import annotations
 
 import gc
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -104,6 +109,17 @@ def peak_memory_bytes(call: Call, device: torch.device) -> int:
             running += event.nbytes()
             peak = max(peak, running)
     return peak
+
+
+def page_faults_per_call(call: Call, device: torch.device, n_calls: int = 20) -> float | None:
+    """Minor page faults per call (CPU) over ``n_calls`` calls after one warm-up; None on CUDA."""
+    if device.type == "cuda":
+        return None
+    call()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(n_calls):
+        call()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / n_calls
 
 
 def top_ops(call: Call, n_calls: int = 10, limit: int = 8) -> list[dict[str, float | str]]:

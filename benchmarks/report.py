@@ -31,6 +31,13 @@ def add_ratios(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def _cell(row: dict) -> str:
+    """``ms ×ratio · MiB`` (and ``· N pf`` where page faults were counted)."""
+    cell = f"{row['median_ms']:.2f}{_fmt_ratio(row['vs_fastest_peer'])} · {row['peak_mb']:.1f}"
+    faults = row.get("page_faults")
+    return cell if faults is None else f"{cell} · {faults:.0f} pf"
+
+
 def _find(rows: list[dict], group: str, case: str, impl: str, task: str | None = None) -> dict | None:
     for row in rows:
         if (
@@ -130,7 +137,9 @@ def markdown(results: dict) -> str:
         "",
         "Cells: median ms of forward + backward (metrics: forward only), ×ratio to the fastest peer of the "
         "same group and case, and peak memory in MiB above the call's start (CPU: torch profiler allocation "
-        "trace; CUDA: max_memory_allocated). Every implementation with a 'checked against' entry reproduced "
+        "trace; CUDA: max_memory_allocated); on CPU also the minor page faults per call (pf), each a page of "
+        "fresh memory the allocator had to map (2 calls per round in a row, outside the timed rounds). "
+        "Every implementation with a 'checked against' entry reproduced "
         "that value on every case before timing.",
     ]
     for task in ("binary", "multiclass"):
@@ -149,11 +158,7 @@ def markdown(results: dict) -> str:
                 cells = []
                 for case in cases:
                     r = _find(grows, group, case, impl)
-                    cells.append(
-                        ""
-                        if r is None
-                        else f"{r['median_ms']:.2f}{_fmt_ratio(r['vs_fastest_peer'])} · {r['peak_mb']:.1f}"
-                    )
+                    cells.append("" if r is None else _cell(r))
                 checked = next(r["checked_against"] for r in grows if r["impl"] == impl) or ""
                 lines.append(f"| {impl} | {checked} | " + " | ".join(cells) + " |")
     lines += [

@@ -25,7 +25,14 @@ import torch
 from benchmarks import report, snapshot
 from benchmarks.baselines import lovasz_hinge_loop
 from benchmarks.cases import Case, Group, groups_for, make_inputs, peer_status
-from benchmarks.measure import loss_call, peak_memory_bytes, summary, time_interleaved, top_ops
+from benchmarks.measure import (
+    loss_call,
+    page_faults_per_call,
+    peak_memory_bytes,
+    summary,
+    time_interleaved,
+    top_ops,
+)
 from iou_lib.data.synthetic import blob_masks
 from iou_lib.losses import functional, lovasz_hinge, lovasz_softmax, soft_iou
 
@@ -85,6 +92,7 @@ def run_case(
                     "backward": impl.backward,
                     **summary(times[impl.name]),
                     "peak_mb": peak_memory_bytes(calls[impl.name], device) / 2**20,
+                    "page_faults": page_faults_per_call(calls[impl.name], device, 2 * rounds),
                 }
             )
     return report.add_ratios(rows)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from benchmarks import snapshot
+from benchmarks.measure import page_faults_per_call
 from benchmarks.run import main
 
 QUICK_CASE = {"binary": "2x1x64x64 random", "multiclass": "2x5x32x32 random"}
@@ -20,13 +21,25 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     groups = {(r["task"], r["group"]) for r in rows}
     assert {("binary", "lovasz_hinge"), ("multiclass", "lovasz_softmax"), ("binary", "soft_iou")} <= groups
     # every value check passed before timing, and each timed row has positive times
-    assert all(r["median_ms"] > 0 and r["n"] >= 1 for r in rows)
+    assert all(r["median_ms"] > 0 and r["n"] >= 1 and r["page_faults"] >= 0 for r in rows)
     checked = [r for r in rows if r["checked_against"]]
     assert any(r["library"] == "kornia" for r in checked) and any(r["library"] == "baseline" for r in checked)
     assert all(t["target"] and isinstance(t["passed"], bool) for t in results["targets"])
     assert results["train_share"]["losses"]["iou_lib.lovasz_hinge"]["share"] > 0
     text = (tmp_path / "results.md").read_text()
     assert "## binary: lovasz_hinge" in text and "## Targets" in text and "Where the time goes" in text
+    assert " pf |" in text  # CPU cells carry the page faults per call
+
+
+def test_page_faults_count_the_fresh_memory_of_a_call():
+    # 64 MiB is above glibc's largest mmap threshold: each call maps, touches and unmaps 16384 fresh 4 KiB
+    # pages (32 where transparent huge pages back it); refilling a kept buffer maps nothing
+    fresh = page_faults_per_call(lambda: torch.ones(2**24), torch.device("cpu"), n_calls=3)
+    reused = torch.empty(2**24)
+    kept = page_faults_per_call(lambda: reused.fill_(1.0), torch.device("cpu"), n_calls=3)
+    assert fresh is not None and kept is not None
+    assert fresh >= 32 and kept <= 2
+    assert page_faults_per_call(lambda: None, torch.device("cuda"), n_calls=1) is None
 
 
 def test_snapshot_writes_between_markers_and_keeps_the_rest(tmp_path, monkeypatch):
