@@ -38,6 +38,7 @@ __all__ = [
     "converged_primary",
     "convergence_sentence",
     "contrasts",
+    "in_words",
     "loss_name",
     "lr_choices",
     "markdown_table",
@@ -434,6 +435,28 @@ evaluations and the 20 % before, over seeds; plateau = below 0.02). Still rising
     return f"{text} Still rising: {', '.join(cells)}."
 
 
+def in_words(contrasts: pd.DataFrame) -> list[str]:
+    """Markdown lines for the contrasts (rows of :func:`contrasts`) whose interval excludes 0: a bullet
+    per sentence, marked ``— primary`` or ``— holds after Holm`` (Holm-adjusted p below 0.05), then how
+    many hold; a single line when none excludes 0."""
+    clear = contrasts[(contrasts["low"] > 0) | (contrasts["high"] < 0)]
+    if clear.empty:
+        return ["No interval excludes 0: no clear difference at this number of seeds."]
+    holds = clear["primary"] | (clear["p_holm"] < 0.05)
+    marks = [
+        " — primary" if p else " — holds after Holm" if h else ""
+        for p, h in zip(clear["primary"], holds, strict=True)
+    ]
+    return [
+        "In words, only where the interval excludes 0:",
+        "",
+        *(f"- {s}{m}" for s, m in zip(clear["sentence"], marks, strict=True)),
+        "",
+        "These intervals are not corrected for multiple comparisons; after Holm's correction "
+        f"{int(holds.sum())} of the {len(clear)} stay significant at the 5 % level (marked).",
+    ]
+
+
 def readme_section(profile: str = "cpu", results_dir: str | Path | None = None) -> str:
     """The README's "What the experiments show" text, generated from the stored results."""
     syn = synthetic_source(profile, results_dir)
@@ -475,22 +498,7 @@ def readme_section(profile: str = "cpu", results_dir: str | Path | None = None) 
     )
     shown = shown.sort_values(["fg_frac", "baseline", "metric"], ascending=[False, True, True], kind="stable")
     lines.append(markdown_table(shown[["setting", "comparison", "measure", "difference", "seeds", "holm_p"]]))
-    clear = shown[(shown["low"] > 0) | (shown["high"] < 0)]
-    lines += [
-        "",
-        "In words, only where the interval excludes 0:"
-        if len(clear)
-        else "No secondary interval excludes 0: no clear difference at this number of seeds.",
-        "",
-    ]
-    lines += [f"- {s}" for s in clear["sentence"]]
-    if len(clear):
-        kept = int((clear["primary"] | (clear["p_holm"] < 0.05)).sum())
-        lines += [
-            "",
-            f"These intervals are not corrected for multiple comparisons; after Holm's correction "
-            f"{kept} of the {len(clear)} stay significant at the 5 % level.",
-        ]
+    lines += ["", *in_words(shown)]
     calib, _ = reporting.stored_study("calibration", profile, results_dir)
     if not calib.empty:
         ece = reporting.results_table(calib, {"ece": "ECE"})["ECE"]

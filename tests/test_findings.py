@@ -74,6 +74,25 @@ def test_contrasts_holm_corrects_the_secondary_ones_only():
     assert (sec["p_holm"] >= sec["p"]).all() and (sec["p_holm"] == (2 * sec["p"]).clip(upper=1)).all()
 
 
+def test_in_words_lists_the_intervals_that_exclude_0_and_marks_those_that_hold_after_holm():
+    c = pd.DataFrame(
+        {
+            "sentence": ["primary wins", "holds", "uncorrected only", "unclear"],
+            "low": [1.0, -5.0, 0.5, -1.0],
+            "high": [3.0, -2.0, 4.0, 1.0],
+            "primary": [True, False, False, False],
+            "p_holm": [float("nan"), 0.01, 0.3, 1.0],
+        }
+    )
+    lines = findings.in_words(c)
+    bullets = [line for line in lines if line.startswith("- ")]
+    assert bullets == ["- primary wins — primary", "- holds — holds after Holm", "- uncorrected only"]
+    assert lines[-1].endswith("2 of the 3 stay significant at the 5 % level (marked).")
+    assert findings.in_words(c.iloc[3:]) == [
+        "No interval excludes 0: no clear difference at this number of seeds."
+    ]
+
+
 def test_calibration_sentences_name_the_lower_ece_the_winner():
     """ECE is lower-is-better: a loss with the higher ECE is the worse calibrated one, whatever the sign."""
     t = paired_table([0.05, 0.06, 0.055, 0.05, 0.052], [0.01, 0.012, 0.011, 0.01, 0.013]).assign(metric="ece")
