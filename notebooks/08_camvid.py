@@ -172,7 +172,7 @@ reporting.learning_curves(multi_stored, title="STORED: 11-class CamVid, learning
 # NBVAL_IGNORE_OUTPUT
 from iou_lib.widgets import ResultsBrowser
 
-ResultsBrowser(reporting.stored_results("camvid")[0], group="bicyclist")
+ResultsBrowser(pd.concat([binary, multi_stored], ignore_index=True), group="bicyclist")
 
 # %% [markdown]
 # ## 4. What the stored results say

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from iou_lib import losses, relax
-from iou_lib.reporting import stored_results
+from iou_lib.reporting import stored_results, stored_study
 from iou_lib.widgets import GradientExplorer, LovaszExplorer, ResultsBrowser, SoftLabelExplorer
 from iou_lib.widgets.gradient import (
     bias_slice,
@@ -29,7 +29,7 @@ from iou_lib.widgets.gradient import (
     mass_text,
 )
 from iou_lib.widgets.lovasz import lovasz_row, lovasz_values, soft_jaccard_values
-from iou_lib.widgets.results import browse, settings
+from iou_lib.widgets.results import browse, group_column, settings
 from iou_lib.widgets.soft_iou import SoftIoUExplorer, soft_iou_point
 from iou_lib.widgets.soft_labels import soft_label_losses, soft_label_state
 
@@ -331,6 +331,15 @@ def test_results_browser_on_classes():
     assert ex.group.value != "" and ex.data.means["n"].min() >= 1
     ex.group.value = ""  # the multi-class runs: their reference falls back to cross-entropy
     assert ex.reference.value == "cross_entropy"
+
+
+def test_results_browser_groups_real_data_by_class_though_runs_record_the_class_share():
+    table, _ = stored_study("camvid_binary", "cpu")  # the converged grid's CamVid runs (stored in the repo)
+    assert pd.to_numeric(table["fg_frac"]).notna().all()  # each run records its class's share of pixels
+    ex = ResultsBrowser(table.assign(loss=table["variant"]), group="car")
+    assert group_column(table) == "class_name" and ex.group.value == "car"
+    assert {v for _, v in ex.group.options} == set(table["class_name"])
+    assert group_column(table.assign(class_name="")) == "fg_frac"  # synthetic runs: no class named
 
 
 def test_every_explorer_records_its_redraw_time():

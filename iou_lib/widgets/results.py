@@ -66,7 +66,11 @@ def step_column(table: pd.DataFrame) -> str:
 
 
 def group_column(table: pd.DataFrame) -> str:
-    """``"fg_frac"`` when the runs vary the foreground fraction, else ``"class_name"``."""
+    """``"class_name"`` when some run names a class (real data: one model per class, whose ``fg_frac``
+    is only the share the class happens to have), else ``"fg_frac"`` when the runs set the foreground
+    fraction, else ``"class_name"``."""
+    if "class_name" in table and (table["class_name"].fillna("").astype(str) != "").any():
+        return "class_name"
     if "fg_frac" in table and pd.to_numeric(table["fg_frac"], errors="coerce").notna().any():
         return "fg_frac"
     if "class_name" in table:
