@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from iou_lib import budget, findings, reporting, stats
+from iou_lib import budget, findings, reporting
 from iou_lib.config import get_profile
 from iou_lib.data import camvid as camvid_split
 from iou_lib.data import load_splits
@@ -154,10 +154,8 @@ reporting.paired_difference_plot(diffs, x="class_name", hue="loss", title="STORE
 
 # %%
 display(reporting.class_table(multi_stored))
-multi_diffs = reporting.paired_differences(multi_stored, baseline="cross_entropy", by=())
-for loss, rows in multi_diffs.groupby("loss", sort=False):
-    interval = stats.paired_interval(rows["value"], rows["baseline_value"])
-    print("mIoU: " + stats.describe_difference(findings.loss_name(loss), "cross-entropy", interval))
+for sentence in findings.multiclass_sentences(multi_stored):
+    print(sentence)
 
 # %%
 reporting.learning_curves(multi_stored, title="STORED: 11-class CamVid, learning curves (band: range over seeds)")

@@ -291,7 +291,12 @@ def test_camvid_findings_switch_to_the_converged_grid_once_every_class_has_its_s
             table = reporting.class_table(source.table, metric=metric)
             assert list(table.index)[-1] == "mean"
     section = findings.readme_section("cpu", tmp_path)
-    assert f"from the {source.label}" in section and f"| {needed} |" in section
+    assert f"from the {source.label}" in section and f"({needed}) |" in section
+    header = next(line for line in section.splitlines() if line.startswith("| class |"))
+    assert header.split(" | ")[1:] == [
+        "soft IoU - BCE",
+        "BCE (10) then soft IoU - BCE |",
+    ]  # a column per loss
     _camvid_grid(tmp_path, multi[multi["loss"] != "lovasz_softmax"], "camvid_multi", needed)
     assert findings.camvid_multi_source("cpu", tmp_path).kind == "first"  # one loss short: no switch
     _camvid_grid(tmp_path, multi[multi["loss"] == "lovasz_softmax"], "camvid_multi", needed)
@@ -300,3 +305,9 @@ def test_camvid_findings_switch_to_the_converged_grid_once_every_class_has_its_s
     assert "mIoU" in reporting.class_table(source.table).index
     diffs = reporting.paired_differences(source.table, baseline="cross_entropy", by=())
     assert set(diffs.groupby("loss")["value"].count()) == {needed}
+    sentences = findings.multiclass_sentences(source.table)
+    assert len(sentences) == diffs["loss"].nunique() == 2
+    assert all(s.startswith("mIoU: ") and s.endswith(f"({needed} paired seeds)") for s in sentences)
+    section = findings.readme_section("cpu", tmp_path)
+    assert f"**CamVid, one 11-class model**, from the {source.label}" in section
+    assert all(f"- {s}" in section for s in sentences)
