@@ -33,6 +33,7 @@ __all__ = [
     "Source",
     "camvid_multi_source",
     "camvid_source",
+    "camvid_lines",
     "camvid_summary",
     "collapsed_runs",
     "converged_primary",
@@ -363,11 +364,12 @@ def lr_choices(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return wide.reset_index(), text
 
 
-def camvid_summary(table: pd.DataFrame, a: str = "soft_iou", b: str = "bce") -> tuple[pd.DataFrame, str]:
-    """Per class ``a - b`` paired over seeds (test IoU at 0.5), and a sentence with the sign test over all
-    class x seed pairs."""
-    runs = reporting.final_values(table, "miou_d")
-    d = reporting.paired_differences(runs, baseline=b, by=("class_name",))
+def camvid_summary(
+    table: pd.DataFrame, a: str = "soft_iou", b: str = "bce", metric: str = "miou_d"
+) -> tuple[pd.DataFrame, str]:
+    """Per class ``a - b`` paired over seeds (test ``metric``: IoU at 0.5 by default), and a sentence with
+    the sign test over all class x seed pairs."""
+    d = reporting.paired_differences(table, metric=metric, baseline=b, by=("class_name",))
     d = d[d["loss"] == a]
     rows = []
     for cls, r in d.groupby("class_name", sort=False):
@@ -388,6 +390,28 @@ def camvid_summary(table: pd.DataFrame, a: str = "soft_iou", b: str = "bce") -> 
         f"{len(d)} class x seed pairs (two-sided sign test p = {st.pvalue:.3g})"
     )
     return pd.DataFrame(rows), text
+
+
+def camvid_lines(table: pd.DataFrame, metric: str) -> list[str]:
+    """Markdown: per class, every loss minus BCE on ``metric`` (paired over seeds), then the sign tests."""
+    others = sorted({*table["loss"]} - {"bce"}, key=lambda x: (x != "soft_iou", x))
+    columns, signs = {}, []
+    for loss in others:
+        per_class, sign = camvid_summary(table, a=loss, metric=metric)
+        columns[f"{loss_name(loss)} - BCE"] = per_class.set_index("class").apply(
+            lambda r: f"{_fmt(r['mean'])} [{_fmt(r['low'])}, {_fmt(r['high'])}] ({r['n']})", axis=1
+        )
+        signs.append(f"- {sign}")
+    return [
+        f"Difference to BCE, test {METRIC_WORDS[metric]} in points, paired over seeds (their number in "
+        "parentheses):",
+        "",
+        markdown_table(pd.DataFrame(columns).rename_axis("class").reset_index()),
+        "",
+        "Sign tests over all class x seed pairs:",
+        "",
+        *signs,
+    ]
 
 
 def multiclass_sentences(table: pd.DataFrame, baseline: str = "cross_entropy") -> list[str]:
@@ -419,9 +443,10 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def convergence_sentence(table: pd.DataFrame) -> str:
-    """How many (foreground fraction, loss) cells of ``table`` have plateaued, by
-    :func:`reporting.convergence`'s rule, and which have not, with their mean change.
+def convergence_sentence(table: pd.DataFrame, group: str = "fg_frac") -> str:
+    """How many (``group``, loss) cells of ``table`` have plateaued, by :func:`reporting.convergence`'s rule,
+    and which have not, with their mean change; ``group`` is the foreground fraction (synthetic data) or
+    ``"class_name"`` (one model per class of a real data set).
 
     >>> import pandas as pd
     >>> rows = [{"run": f"{l}{s}", "loss": l, "fg_frac": 0.01, "split": "val", "metric": "miou_d",
@@ -430,23 +455,25 @@ def convergence_sentence(table: pd.DataFrame) -> str:
     ...         for t, v in enumerate(0.1 + rise * i / 2 for i in range(10))]
     >>> convergence_sentence(pd.DataFrame(rows))
     '1 of 2 (foreground, loss) cells plateaued (mean change of validation IoU between the last 20 % of \
-evaluations and the 20 % before, over seeds; plateau = below 0.02). Still rising: BCE at 1 % (+0.050).'
+evaluations and the 20 % before, over seeds; plateau = below 0.02). Still changing: BCE at 1 % (+0.050).'
     """
-    conv = reporting.convergence(table, by=("fg_frac", "loss"))
-    rising = conv[~conv["plateaued"]].sort_values(["loss", "fg_frac"], kind="stable")
+    conv = reporting.convergence(table, by=(group, "loss"))
+    rising = conv[~conv["plateaued"]].sort_values(["loss", group], kind="stable")
     share = f"{conv.attrs['share'] * 100:g} %"
+    kind = "foreground" if group == "fg_frac" else "class"
     text = (
-        f"{int(conv['plateaued'].sum())} of {len(conv)} (foreground, loss) cells plateaued (mean change of "
+        f"{int(conv['plateaued'].sum())} of {len(conv)} ({kind}, loss) cells plateaued (mean change of "
         f"validation IoU between the last {share} of evaluations and the {share} before, over seeds; "
         f"plateau = below {conv.attrs['tol']:g})."
     )
     if rising.empty:
         return text
+    where = _percent if group == "fg_frac" else reporting._class_label
     cells = [
-        f"{loss_name(loss)} at {_percent(frac)} ({change:+.3f})"
-        for loss, frac, change in zip(rising["loss"], rising["fg_frac"], rising["mean_change"], strict=True)
+        f"{loss_name(loss)} at {where(g)} ({change:+.3f})"
+        for loss, g, change in zip(rising["loss"], rising[group], rising["mean_change"], strict=True)
     ]
-    return f"{text} Still rising: {', '.join(cells)}."
+    return f"{text} Still changing: {', '.join(cells)}."
 
 
 def in_words(contrasts: pd.DataFrame) -> list[str]:
@@ -527,26 +554,14 @@ def readme_section(profile: str = "cpu", results_dir: str | Path | None = None) 
         ece_contrasts = contrasts(calib, baselines=("bce", "weighted_bce"), metrics=("ece",))
         lines += [f"- {sentence}" for sentence in ece_contrasts["sentence"]]
     cam = camvid_source(profile, results_dir)
-    others = sorted({*cam.table["loss"]} - {"bce"}, key=lambda x: (x != "soft_iou", x))
-    columns, signs = {}, []
-    for loss in others:
-        per_class, sign = camvid_summary(cam.table, a=loss)
-        columns[f"{loss_name(loss)} - BCE"] = per_class.set_index("class").apply(
-            lambda r: f"{_fmt(r['mean'])} [{_fmt(r['low'])}, {_fmt(r['high'])}] ({r['n']})", axis=1
-        )
-        signs.append(f"- {sign}")
-    shown = pd.DataFrame(columns).rename_axis("class").reset_index()
     lines += [
         "",
-        f"**CamVid**, one binary model per class (the paper's protocol), from the {cam.label}: difference "
-        "to BCE, test IoU at 0.5 in points, paired over seeds (their number in parentheses):",
-        "",
-        markdown_table(shown),
-        "",
-        "Sign tests over all class x seed pairs:",
-        "",
-        *signs,
+        f"**CamVid**, one binary model per class (the paper's protocol), from the {cam.label}. "
+        f"{convergence_sentence(cam.table, 'class_name')}",
     ]
+    present = set(cam.table.loc[cam.table["split"] == "test", "metric"])
+    for metric in (m for m in ("miou_d", "miou_d@val_thr") if m in present):
+        lines += ["", *camvid_lines(cam.table, metric)]
     multi = camvid_multi_source(profile, results_dir)
     if "cross_entropy" in set(multi.table["loss"]):
         lines += ["", f"**CamVid, one 11-class model**, from the {multi.label}:", ""]

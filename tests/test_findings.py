@@ -93,6 +93,19 @@ def test_in_words_lists_the_intervals_that_exclude_0_and_marks_those_that_hold_a
     ]
 
 
+def test_convergence_sentence_names_classes_and_curves_that_still_fall():
+    rows = [
+        {"run": f"{loss}{seed}", "loss": loss, "class_name": "car", "split": "val", "metric": "miou_d"}
+        | {"step": t, "value": 0.5 + slope * t}
+        for loss, slope in (("bce", 0.0), ("soft_iou", -0.01))
+        for seed in (0, 1)
+        for t in range(10)
+    ]
+    text = findings.convergence_sentence(pd.DataFrame(rows), "class_name")
+    assert text.startswith("1 of 2 (class, loss) cells plateaued")
+    assert text.endswith("Still changing: soft IoU at Car (-0.020).")
+
+
 def test_calibration_sentences_name_the_lower_ece_the_winner():
     """ECE is lower-is-better: a loss with the higher ECE is the worse calibrated one, whatever the sign."""
     t = paired_table([0.05, 0.06, 0.055, 0.05, 0.052], [0.01, 0.012, 0.011, 0.01, 0.013]).assign(metric="ece")
