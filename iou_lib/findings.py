@@ -175,7 +175,7 @@ def synthetic_source(profile: str = "cpu", results_dir: str | Path | None = None
         imbalance = table[(table["study"] == "imbalance") & (table["split"] == "test")]
         complete = (imbalance.groupby(["fg_frac", "loss"])["seed"].nunique() >= MIN_SEEDS["synthetic"]).sum()
         if (seeds == 2).sum() >= MIN_SEEDS["synthetic"] and complete >= 8:  # and 4 losses x 2 fractions
-            label = f"converged '{profile}' grid of tools/make_results.py ({prov['n_runs']} runs so far)"
+            label = f"converged '{profile}' grid of tools/make_results.py ({prov['n_runs']} runs)"
             return Source("grid", label, table, prov)
     table, prov = reporting.stored_results("synthetic", profile, results_dir)
     plain = table[(table["per_image"].astype(str) != "True") & (pd.to_numeric(table["empty_frac"]) == 0)]
