@@ -121,10 +121,21 @@ def metric_label(metric: str, split: str | None = None) -> str:
 
 
 def _read_table(csv: Path) -> pd.DataFrame:
+    """A stored results CSV with its numeric columns as numbers; an empty cell or ``nan`` is a missing
+    value, and any other text in a numeric column raises (a damaged file must not become silent NaNs)."""
     table = pd.read_csv(csv, keep_default_na=False)
     for column in ("value", "fg_frac", "step", "epoch", "lr"):
         if column in table:
-            table[column] = pd.to_numeric(table[column], errors="coerce")
+            numbers = pd.to_numeric(table[column], errors="coerce")
+            text = table[column].astype(str).str.strip()
+            bad = numbers.isna() & ~text.str.lower().isin(["", "nan"])
+            if bad.any():
+                examples = sorted(set(text[bad]))[:3]
+                raise ValueError(
+                    f"{csv}: column {column!r} holds {int(bad.sum())} non-numeric cells, e.g. {examples}: "
+                    "a damaged results file; delete it (and its .json) and rerun tools/make_results.py"
+                )
+            table[column] = numbers
     return table
 
 

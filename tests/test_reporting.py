@@ -309,3 +309,20 @@ def test_curves_of_many_losses_keep_colours_apart_and_dash_the_per_image_variant
     for n in losses[:6]:
         assert by_name[f"{n} (per image)"][0] == by_name[n][0]
         assert by_name[f"{n} (per image)"][1] != by_name[n][1]
+
+
+def test_a_damaged_stored_table_raises_instead_of_turning_into_nans(tmp_path):
+    folder = tmp_path / "cpu" / "shootout"
+    folder.mkdir(parents=True)
+    good = {"run": "r", "loss": "bce", "seed": 0, "split": "test", "step": 10, "metric": "miou_d"}
+    pd.DataFrame([good | {"value": 0.5}, good | {"metric": "ap", "value": ""}]).to_csv(
+        folder / "r.csv", index=False
+    )
+    (folder / "r.json").write_text("{}")
+    table, _ = reporting.stored_study("shootout", "cpu", tmp_path)  # an empty cell is a missing value
+    assert table["value"].iloc[0] == 0.5 and math.isnan(table["value"].iloc[1])
+    pd.DataFrame([good | {"value": "shootout"}]).to_csv(folder / "r.csv", index=False)
+    with pytest.raises(
+        ValueError, match=r"r\.csv: column 'value' holds 1 non-numeric cells, e\.g\. \['shootout'\]"
+    ):
+        reporting.stored_study("shootout", "cpu", tmp_path)

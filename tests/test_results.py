@@ -118,6 +118,25 @@ def test_learning_rate_is_chosen_on_validation_once_every_rate_is_stored(tmp_pat
     assert not make_results.copy_stored(tmp_path, plan, fresh, fresh.run_id(0, ready.lr))
 
 
+def test_a_copied_run_keeps_every_cell_of_a_schedule_label_with_a_comma(tmp_path):
+    """A schedule's label ("bce:250,lovasz_hinge") is a quoted CSV cell; the copy must relabel the study
+    only (splitting lines on commas once shifted the study into the value column of such a run)."""
+    plan = make_results.PLANS["cpu"]
+    v = Variant("bce:{warmup},lovasz_hinge")
+    source = make_results.stored_path(tmp_path, plan, "lr", "run0")
+    source.parent.mkdir(parents=True)
+    rows = pd.DataFrame(
+        {"run": ["run0"] * 2, "variant": ["bce:250,lovasz_hinge"] * 2, "metric": ["miou_d", "ap"]}
+        | {"value": [0.125, 0.5], "study": ["lr"] * 2, "lr": [0.03] * 2}
+    )
+    rows.to_csv(source, index=False)
+    source.with_suffix(".json").write_text(json.dumps({"study": "lr", "summary": {}}))
+    unit = Unit("shootout", "synthetic", v, (0,), plan.primary_frac, lr=0.03)
+    assert make_results.copy_stored(tmp_path, plan, unit, "run0")
+    copied = pd.read_csv(make_results.stored_path(tmp_path, plan, "shootout", "run0"))
+    pd.testing.assert_frame_equal(copied, rows.assign(study="shootout"))
+
+
 def test_reduce_rows_keeps_curves_tests_and_the_summary():
     rows = [
         {"run": "r", "split": "val", "step": 10 * i, "metric": m, "value": 0.1 * i}

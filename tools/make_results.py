@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import dataclasses
 import datetime as dt
 import fcntl
+import io
 import json
 import math
 import os
@@ -456,15 +458,15 @@ def copy_stored(results_dir: Path, plan: Plan, unit: Unit, run_id: str) -> bool:
         if other.parent.name == unit.study or not other.with_suffix(".csv").exists():
             continue
         target = stored_path(results_dir, plan, unit.study, run_id)
-        rows = other.with_suffix(".csv").read_text().splitlines(keepends=True)
-        header = rows[0].rstrip("\n").split(",")
+        # a CSV reader, not a split on commas: a schedule's label ("bce:250,lovasz_hinge") is a quoted cell
+        with other.with_suffix(".csv").open(newline="") as f:
+            header, *rows = csv.reader(f)
         col = header.index("study")
-        body = []
-        for line in rows[1:]:  # "study" holds plain words: no quoting to worry about
-            cells = line.rstrip("\n").split(",")
-            cells[col] = unit.study
-            body.append(",".join(cells) + "\n")
-        write_atomic(target, rows[0] + "".join(body))
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([*row[:col], unit.study, *row[col + 1 :]] for row in rows)
+        write_atomic(target, out.getvalue())
         record = json.loads(other.read_text())
         write_atomic(
             target.with_suffix(".json"), json.dumps({**record, "study": unit.study}, indent=1) + "\n"
