@@ -312,7 +312,7 @@ def rerun_agreement(
     a, b = (
         reporting.final_values(t, metric).drop_duplicates("run").set_index("run") for t in (rerun, original)
     )
-    both = a[["loss", "value"]].join(b[["value"]], rsuffix="_original", how="inner")
+    both = a[["loss", "value"]].join(b[["value"]].add_suffix("_original"), how="inner")
     rows, sentences = [], []
     for loss, r in both.groupby("loss", sort=False):
         diff = (r["value"] - r["value_original"]).abs()
