@@ -367,8 +367,8 @@ def lr_choices(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def camvid_summary(
     table: pd.DataFrame, a: str = "soft_iou", b: str = "bce", metric: str = "miou_d"
 ) -> tuple[pd.DataFrame, str]:
-    """Per class ``a - b`` paired over seeds (test ``metric``: IoU at 0.5 by default), and a sentence with
-    the sign test over all class x seed pairs."""
+    """Per class ``a - b`` paired over seeds (test ``metric``: IoU at 0.5 by default: columns ``class, n,
+    mean, low, high``), and a sentence with the sign test over all class x seed pairs."""
     d = reporting.paired_differences(table, metric=metric, baseline=b, by=("class_name",))
     d = d[d["loss"] == a]
     rows = []
@@ -381,7 +381,6 @@ def camvid_summary(
                 "mean": iv.mean,
                 "low": iv.low,
                 "high": iv.high,
-                "sentence": describe_difference(loss_name(a), loss_name(b), iv),
             }
         )
     st = sign_test(d["diff"])
@@ -398,8 +397,12 @@ def camvid_lines(table: pd.DataFrame, metric: str) -> list[str]:
     columns, signs = {}, []
     for loss in others:
         per_class, sign = camvid_summary(table, a=loss, metric=metric)
-        columns[f"{loss_name(loss)} - BCE"] = per_class.set_index("class").apply(
-            lambda r: f"{_fmt(r['mean'])} [{_fmt(r['low'])}, {_fmt(r['high'])}] ({r['n']})", axis=1
+        columns[f"{loss_name(loss)} - BCE"] = pd.Series(
+            [
+                f"{_interval_text(m, lo, hi)} ({n})"
+                for m, lo, hi, n in zip(*(per_class[k] for k in ("mean", "low", "high", "n")), strict=True)
+            ],
+            index=per_class["class"],
         )
         signs.append(f"- {sign}")
     return [
@@ -433,6 +436,11 @@ def _percent(frac: float) -> str:
 
 def _fmt(x: float, digits: int = 1, scale: float = 100) -> str:
     return "n/a" if x is None or np.isnan(x) else f"{x * scale:+.{digits}f}"
+
+
+def _interval_text(mean: float, low: float, high: float) -> str:
+    """``+6.1 [+3.2, +9.0]``: a difference and its interval in points (x 100)."""
+    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -531,8 +539,7 @@ def readme_section(profile: str = "cpu", results_dir: str | Path | None = None) 
         comparison=[f"soft IoU - {loss_name(b)}" for b in c["baseline"]],
         measure=[METRIC_WORDS.get(m, m) for m in c["metric"]],
         difference=[
-            f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
-            for m, lo, hi in zip(c["mean"], c["low"], c["high"], strict=True)
+            _interval_text(m, lo, hi) for m, lo, hi in zip(c["mean"], c["low"], c["high"], strict=True)
         ],
         seeds=c["n"],
         holm_p=["primary" if p else f"{q:.3g}" for p, q in zip(c["primary"], c["p_holm"], strict=True)],
