@@ -184,8 +184,8 @@ ResultsBrowser(pd.concat([binary, multi_stored], ignore_index=True), group="bicy
 #   stay low.
 # * **One 11-class model.** Lovász-softmax optimises the mean over classes of a per-class IoU: compare the
 #   rare classes of Table 2 (SignSymbol, Fence, Pedestrian, Bicyclist) with the frequent ones (Building,
-#   Tree). The reported +4.8 mIoU of Lovász-softmax (ENet, Cityscapes) came from fine-tuning a converged
-#   network.
+#   Tree). The gain Berman et al. (2018) report for Lovász-softmax, about five mIoU points for ENet on
+#   Cityscapes, came from fine-tuning a converged network, not from training with it from scratch.
 # * **Validation is not test.** CamVid's validation split holds far more of some rare classes than its test
 #   split (section 1 prints each class's share of both splits): compare the validation learning curves with the
 #   test tables before trusting a model chosen on validation alone.

@@ -324,3 +324,23 @@ def test_camvid_findings_switch_to_the_converged_grid_once_every_class_has_its_s
     section = findings.readme_section("cpu", tmp_path)
     assert f"**CamVid, one 11-class model**, from the {source.label}" in section
     assert all(f"- {s}" in section for s in sentences)
+
+
+RESULT_SHAPES = {
+    "a table row of numbers": re.compile(r"^\|.*\d\.\d"),
+    "a signed difference": re.compile(r"(?<![\w.])[+-]\d+\.\d"),
+    "an interval": re.compile(r"\[\s*[+-]?\d+\.\d+\s*,"),
+}
+
+
+@pytest.mark.parametrize("name", ["06_training_losses", "07_imbalance_sweep", "08_camvid"])
+def test_the_prose_of_the_results_notebooks_types_no_result(name):
+    """Results in notebooks 06-08 come from the stored tables: their markdown holds no typed-in table of
+    numbers, signed difference or interval (code spans and maths, which name settings, are left out)."""
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    found = []
+    for cell in (c for c in nb["cells"] if c["cell_type"] == "markdown"):
+        for line in "".join(cell["source"]).splitlines():
+            text = re.sub(r"`[^`]*`|\$[^$]*\$", "", line)
+            found += [f"{shape}: {line}" for shape, pattern in RESULT_SHAPES.items() if pattern.search(text)]
+    assert not found, "\n".join(found)
